@@ -16,6 +16,7 @@ __all__ = ["get_space", "get_space_class", "list_spaces", "preset"]
 _SPACES: Mapping[str, str] = {
     "shufflenet": "search_spaces.shufflenet:ShuffleNetSpace",
     "nasnet": "search_spaces.nasnet:NASNetSpace",
+    "efficientnet": "search_spaces.efficientnet:EfficientNetSpace",
 }
 
 

@@ -117,7 +117,7 @@ _LAYOUTS: dict[str, dict[str, Any]] = {
 _SPOS_BLOCKS = (2, 1, 0, 1, 2, 0, 2, 0, 2, 0, 2, 3, 0, 0, 0, 0, 3, 2, 3, 3)
 
 
-def decode_blocks(config: ShuffleNetConfig, arch: Mapping[str, Any]) -> tuple[BlockSpec, ...]:
+def decode_blocks(config: ShuffleNetConfig, arch: Architecture | Mapping[str, Any]) -> tuple[BlockSpec, ...]:
     """The block table of an architecture: a pure function of the configuration and the choices."""
     specs: list[BlockSpec] = []
     width = config.stem_channels
