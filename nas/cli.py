@@ -6,9 +6,11 @@ Exit codes: 0 success; 2 bad input (one line on stderr naming what is wrong and 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 from nas.errors import UsageError
 
@@ -59,6 +61,96 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return run_profile(request)
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a non-negative number")
+    return value
+
+
+def _load_run_config(path: str | None) -> Any:
+    from nas.config import default_config, load_config
+
+    try:
+        return default_config() if path is None else load_config(path)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from nas.pipeline import run_all
+
+    cfg = _load_run_config(args.config)
+    out = Path(args.out) if args.out else Path("results") / cfg.name
+    paths = run_all(cfg, out)
+    print(f"report: {paths['report']}\nhtml:   {paths['html']}\nonnx:   {paths['onnx']}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from nas.pipeline import prepare_run, train_run
+
+    cfg = _load_run_config(args.config)
+    run = prepare_run(cfg, Path(args.out))
+    final = train_run(run)
+    print(f"supernet: {run.checkpoint} ({', '.join(f'{k} {v:.4g}' for k, v in final.items())})")
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from nas.run_dir import RunDir
+    from nas.search import run_search
+
+    run = RunDir(Path(args.run))
+    if args.engine != "optuna":
+        raise UsageError(f"--engine {args.engine!r} is not available yet; allowed: optuna")
+    if args.address is not None:
+        raise UsageError("--address goes with --engine ray, which is not available yet")
+    summary = run_search(run, trials=args.trials, workers=args.workers)
+    print(
+        f"{summary.complete} candidates complete, {summary.failed} failed, {summary.duplicates} duplicate proposals "
+        f"skipped, {summary.recovered} interrupted trials retried, {summary.seconds:.1f} s; records: {run.trials_csv}"
+    )
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from nas.pipeline import report_run
+    from nas.report import parse_budgets
+    from nas.run_dir import RunDir
+
+    given = {
+        "max_latency_ms": args.max_latency_ms,
+        "max_energy_mj": args.max_energy_mj,
+        "max_memory_access_mb": args.max_memory_access_mb,
+    }
+    budgets = None
+    if any(v is not None for v in given.values()):
+        try:
+            budgets = parse_budgets(**given)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    path = report_run(RunDir(Path(args.run)), budgets)
+    print(f"report: {path}\nhtml:   {path.with_suffix('.html')}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from nas.pipeline import export_run
+    from nas.run_dir import RunDir
+
+    if args.out is not None and not args.out.endswith(".onnx"):
+        raise UsageError(f"--out {args.out!r} must name a .onnx file")
+    summary = export_run(RunDir(Path(args.run)), trial=args.trial, out=Path(args.out) if args.out else None)
+    check = summary["check"]
+    print(f"onnx: {summary['onnx']} (trial {summary['trial']}, arch {summary['arch_id']})")
+    print(f"check: {json.dumps(check, default=str)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nas", description="Hardware-aware neural architecture search.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -89,6 +181,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive_int, default=None, help="timed runs (default: adaptive)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_profile)
+
+    p = sub.add_parser("run", help="the whole pipeline: train the supernet, search, report, export")
+    p.add_argument("--config", help="a YAML run config (default: the built-in one: digits, small shufflenet)")
+    p.add_argument("--out", help="the run directory (default: results/<config name>)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("train-supernet", help="train (or resume training) a run's supernet")
+    p.add_argument("--config", required=True, help="a YAML run config")
+    p.add_argument("--out", required=True, help="the run directory")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("search", help="search a trained run's supernet (resumes an interrupted search)")
+    p.add_argument("--run", required=True, help="the run directory")
+    p.add_argument("--engine", choices=("optuna", "ray"), default="optuna")
+    p.add_argument("--workers", type=_positive_int, help="worker processes (default: the config's)")
+    p.add_argument("--trials", type=_positive_int, help="distinct candidates to finish (default: the config's)")
+    p.add_argument("--address", help="an existing Ray cluster's address (engine ray)")
+    p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("report", help="write report.md/.html with Pareto plots and the best candidate per budget")
+    p.add_argument("--run", required=True, help="the run directory")
+    p.add_argument("--max-latency-ms", type=_non_negative_float)
+    p.add_argument("--max-energy-mj", type=_non_negative_float)
+    p.add_argument("--max-memory-access-mb", type=_non_negative_float)
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("export", help="export a candidate to ONNX, checked in ONNX Runtime")
+    p.add_argument("--run", required=True, help="the run directory")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--trial", type=int, help="the trial number to export")
+    which.add_argument("--best", action="store_true", help="the best candidate under the report budgets (default)")
+    p.add_argument("--out", help="the .onnx file (default: DIR/export/trial<N>.onnx)")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

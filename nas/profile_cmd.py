@@ -138,13 +138,18 @@ def run_profile(request: ProfileRequest) -> int:
             raise UsageError("--device cuda: no CUDA device is available here; allowed on this machine: cpu")
     from profilers import profile_model
 
-    options: dict[str, Any] = {"device": request.device, "backend": request.backend}
-    if request.threads is not None:
-        options["threads"] = request.threads
-    if request.repeats is not None:
-        options["repeats"] = request.repeats
     try:
-        profile = profile_model(model, shape, **options)
+        profile = profile_model(
+            model,
+            shape[1:],
+            batch_size=shape[0],
+            device=request.device,
+            backend=request.backend,
+            threads=request.threads,
+            latency_options={"repeats": request.repeats} if request.repeats else None,
+            energy=True,
+            guidelines=True,
+        )
     except ValueError as err:
         raise UsageError(str(err)) from None
     result = {**subject, "input_shape": list(shape), **profile.to_dict()}

@@ -1,0 +1,36 @@
+"""A tiny trained run directory shared by the search, report and export tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+TINY_CONFIG = {
+    "name": "tiny",
+    "data": {"train_limit": 320, "val_limit": 120},
+    "supernet": {"epochs": 1, "batch_size": 32, "warmup_epochs": 0.0, "bn_batches": 4, "threads": 1},
+    "search": {"trials": 3, "latency_repeats": 5, "population_size": 4, "eval_batch_size": 128},
+}
+
+
+def write_tiny_config(path: Path, **sections: dict) -> Path:
+    cfg = {key: dict(value) if isinstance(value, dict) else value for key, value in TINY_CONFIG.items()}
+    for key, value in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **value}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory with config.yaml and a supernet trained for one epoch (about 10 s)."""
+    from nas.config import load_config
+    from nas.pipeline import prepare_run, train_run
+
+    root = tmp_path_factory.mktemp("run")
+    cfg = load_config(write_tiny_config(root / "tiny.yaml"))
+    run = prepare_run(cfg, root / "run")
+    train_run(run, progress=False)
+    return run.root
