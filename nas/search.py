@@ -47,13 +47,13 @@ __all__ = [
     "ask_candidate",
     "constraint_values",
     "fail_candidate",
-    "recover_interrupted",
-    "tell_candidate",
     "make_sampler",
     "make_storage",
     "open_study",
     "records_from_study",
+    "recover_interrupted",
     "run_search",
+    "tell_candidate",
 ]
 
 STUDY_NAME = "search"

@@ -26,7 +26,7 @@ class SearchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: Literal["optuna"] = "optuna"
+    engine: Literal["optuna", "ray"] = "optuna"
     sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
     objectives: tuple[str, ...] = ("accuracy", "latency_ms")
     budgets: dict[str, float] = Field(default_factory=dict)
@@ -45,6 +45,11 @@ class SearchConfig(BaseModel):
     exclusive_timing: bool = True  # other workers pause while one times latency (nothing else busy)
     energy: bool = True
     eval_batch_size: int = Field(256, ge=1)
+    # Engine ray (nas.ray_engine).
+    ray_address: str | None = None  # an existing cluster ("HEAD:6379"); None: a local cluster of `workers` CPUs
+    ray_storage_path: str | None = None  # Ray's temporary folder (local cluster) and Tune's results; None: <run>/ray
+    ray_dashboard: bool = False  # start the dashboard with a local cluster
+    max_failures: int = Field(3, ge=0)  # retries of a Ray trial whose worker process or node died
 
     @field_validator("objectives")
     @classmethod

@@ -34,3 +34,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = prepare_run(cfg, root / "run")
     train_run(run, progress=False)
     return run.root
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> object:
+    """``tiny_config(path, **sections)`` writes the tiny run config with sections updated."""
+    return write_tiny_config

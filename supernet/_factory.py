@@ -1,0 +1,41 @@
+"""The supernet of a space, chosen by the space's name (a plain mapping, filled by nobody at import time)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from supernet.shufflenet import ShuffleNetSupernet
+
+if TYPE_CHECKING:
+    from search_spaces import SearchSpace
+    from supernet._base import Supernet
+
+__all__ = ["build_supernet", "supported_spaces"]
+
+_SUPERNETS: dict[str, type[Supernet]] = {
+    "shufflenet": ShuffleNetSupernet,
+}
+
+
+def supported_spaces() -> list[str]:
+    """Names of the spaces that have a supernet."""
+    return list(_SUPERNETS)
+
+
+def build_supernet(space: SearchSpace, *, seed: int | None = 0) -> Supernet:
+    """The supernet of ``space``, its weights initialised from ``seed``.
+
+    The initialisation draws from a forked copy of torch's default generator seeded with ``seed``, so the
+    same seed gives the same weights and the caller's random state is left as it was. ``seed=None`` draws
+    from the caller's generator instead.
+    """
+    if space.name not in _SUPERNETS:
+        raise ValueError(f"no supernet for space {space.name!r}; allowed: {', '.join(_SUPERNETS)}")
+    cls = _SUPERNETS[space.name]
+    if seed is None:
+        return cls(space)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return cls(space)

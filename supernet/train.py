@@ -1,0 +1,298 @@
+"""Single-path supernet training with per-epoch checkpoints and exact resumption.
+
+Each step draws one path (or ``paths_per_step`` paths) from the configured sampler and trains only that path
+on one batch (SPOS, Guo et al. 2020). Everything that decides the next step is saved at the end of every
+epoch -- weights, optimiser, schedule, gradient scaler, sampler and torch RNG state -- and the data order of
+epoch ``e`` is a permutation drawn from ``seed + e`` alone, so a run stopped after any epoch and started
+again with the same ``out_dir`` ends with exactly the weights of a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sized
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from supernet._data import make_loader
+from supernet._optim import WarmupCosine, make_optimizer, resolve_amp
+from supernet.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint, save_checkpoint
+from supernet.config import TrainConfig
+from supernet.samplers import BudgetSampler, FairSampler, PathSampler, UniformSampler
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from search_spaces import Architecture, SearchSpace
+    from supernet._base import Supernet
+
+__all__ = ["NonFiniteLossError", "TrainResult", "make_sampler", "train_supernet"]
+
+EpochCallback = Callable[[int, Mapping[str, float]], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss (or weights); the last checkpoint was left as it was."""
+
+    def __init__(self, message: str, epoch: int, step: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.step = step
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What ``train_supernet`` did. The supernet passed in holds the trained weights."""
+
+    epochs_completed: int
+    history: list[dict[str, float]]  # one entry per epoch: loss, accuracy, images_per_s, lr, seconds
+    checkpoint: Path
+    resumed_from_epoch: int  # 0 for a fresh start
+    seconds: float  # wall time of this call
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def make_sampler(
+    space: SearchSpace, cfg: TrainConfig, cost_fn: Callable[[Architecture], float] | None = None
+) -> PathSampler:
+    """The path sampler ``cfg.sampler`` names, seeded with ``cfg.seed``."""
+    if cfg.sampler == "uniform":
+        return UniformSampler(space, cfg.seed)
+    if cfg.sampler == "fair":
+        return FairSampler(space, cfg.seed)
+    if cost_fn is None:
+        raise ValueError(f"sampler 'budget' needs a cost function computing {cfg.budget_metric!r} of an architecture")
+    return BudgetSampler(space, cost_fn, cfg.budget_low, cfg.budget_high, cfg.seed, metric=cfg.budget_metric)
+
+
+def train_supernet(
+    supernet: Supernet,
+    train_set: Dataset[Any],
+    cfg: TrainConfig | Mapping[str, Any],
+    out_dir: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+    cost_fn: Callable[[Architecture], float] | None = None,
+    on_epoch_end: EpochCallback | None = None,
+) -> TrainResult:
+    """Train ``supernet`` in place on ``train_set`` (``(x, y)`` pairs), checkpointing to ``out_dir``.
+
+    If ``out_dir`` holds a checkpoint, training resumes after its last epoch (the configuration must match,
+    but for ``threads`` and the BN-recalibration keys); if that was the last epoch, the weights are loaded
+    and the call returns at once. ``cost_fn`` is needed by the ``budget`` sampler. ``on_epoch_end(epoch,
+    metrics)`` runs after each epoch's checkpoint is written (an exception from it stops training with that
+    checkpoint kept). Torch's global RNG (dropout) is forked for the call, so the caller's random state is
+    untouched; ``cfg.threads`` sets torch's (process-wide) thread count while training and restores it after.
+    """
+    start = time.perf_counter()
+    if not isinstance(cfg, TrainConfig):
+        cfg = TrainConfig.from_dict(cfg)
+    device = torch.device(device)
+    amp_dtype, use_scaler = resolve_amp(cfg.amp, device)
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT_NAME
+    if not isinstance(train_set, Sized):
+        raise ValueError(f"train_set must be a map-style dataset with a length, got {type(train_set).__name__}")
+    steps_per_epoch = len(train_set) // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set ({len(train_set)} samples)")
+
+    space_record = {"name": supernet.space.name, "config": supernet.space.config_dict()}
+    data_record = {"samples": len(train_set)}
+    state = _resume_state(ckpt_path, cfg, space_record, data_record)
+    supernet.to(device)
+    if state is not None and int(state["epoch"]) >= cfg.epochs:  # finished: the weights, nothing else
+        supernet.load_state_dict(state["model"])
+        epochs = int(state["epoch"])
+        return TrainResult(epochs, list(state["metrics"]), ckpt_path, epochs, time.perf_counter() - start, _dump(cfg))
+
+    optimizer = make_optimizer(supernet, cfg)
+    total = cfg.epochs * steps_per_epoch
+    schedule = WarmupCosine(round(cfg.warmup_epochs * steps_per_epoch), total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    sampler = make_sampler(supernet.space, cfg, cost_fn)
+    history: list[dict[str, float]] = []
+    first_epoch = 0
+    if state is not None:
+        supernet.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        sampler.load_state_dict(state["sampler"])
+        history = list(state["metrics"])
+        first_epoch = int(state["epoch"])
+
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    threads_before = torch.get_num_threads()
+    cuda_devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        with torch.random.fork_rng(devices=cuda_devices):
+            if state is None:
+                torch.manual_seed(cfg.seed)
+            else:
+                _set_rng(state["rng"], device)
+            for epoch in range(first_epoch, cfg.epochs):
+                metrics = _train_epoch(
+                    supernet, sampler, optimizer, scheduler, scaler, criterion, train_set, cfg, epoch,
+                    steps_per_epoch, device, amp_dtype, progress, ckpt_path,
+                )
+                _check_weights(supernet, epoch + 1, steps_per_epoch, ckpt_path)
+                history.append(metrics)
+                save_checkpoint(
+                    {
+                        "format": FORMAT_VERSION,
+                        "epoch": epoch + 1,
+                        "model": supernet.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "sampler": sampler.state_dict(),
+                        "rng": _get_rng(device),
+                        "config": _dump(cfg),
+                        "space": space_record,
+                        "data": data_record,
+                        "metrics": history,
+                    },
+                    ckpt_path,
+                )
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch + 1, metrics)
+    finally:
+        torch.set_num_threads(threads_before)
+    return TrainResult(cfg.epochs, history, ckpt_path, first_epoch, time.perf_counter() - start, _dump(cfg))
+
+
+def _train_epoch(
+    supernet: Supernet,
+    sampler: PathSampler,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    criterion: nn.Module,
+    train_set: Dataset[Any],
+    cfg: TrainConfig,
+    epoch: int,
+    steps_per_epoch: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    progress: bool,
+    ckpt_path: Path,
+) -> dict[str, float]:
+    supernet.train()
+    loader = make_loader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, drop_last=True)
+    loss_sum = 0.0
+    correct = seen = 0
+    busy = 0.0
+    bar = tqdm(loader, total=steps_per_epoch, desc=f"supernet epoch {epoch + 1}/{cfg.epochs}",
+               disable=not progress, dynamic_ncols=True)
+    for step, (x_cpu, y_cpu) in enumerate(bar):
+        tick = time.perf_counter()
+        x, y = x_cpu.to(device, non_blocking=True), y_cpu.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        for _ in range(cfg.paths_per_step):
+            arch = sampler.sample()
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = supernet(x, arch)
+                loss = criterion(logits, y)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"non-finite loss {value} at epoch {epoch + 1}, step {step + 1} (architecture "
+                    f"{arch.arch_id}); the checkpoint of epoch {epoch} in {ckpt_path} is unchanged. "
+                    "Lower lr or set grad_clip, and train into a new directory.",
+                    epoch + 1,
+                    step + 1,
+                )
+            scaler.scale(loss / cfg.paths_per_step).backward()
+            loss_sum += value / cfg.paths_per_step
+            correct += int((logits.detach().argmax(dim=1) == y).sum())
+            seen += int(y.numel())
+        if cfg.grad_clip is not None:
+            scaler.unscale_(optimizer)
+            params = [p for p in supernet.parameters() if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        busy += time.perf_counter() - tick
+        if progress:
+            bar.set_postfix(loss=f"{loss_sum / (step + 1):.3f}", acc=f"{correct / seen:.3f}",
+                            img_s=f"{seen / cfg.paths_per_step / busy:.0f}", refresh=False)
+    bar.close()
+    images = seen / cfg.paths_per_step
+    return {
+        "epoch": float(epoch + 1),
+        "loss": loss_sum / steps_per_epoch,
+        "accuracy": correct / seen,
+        "images_per_s": images / busy if busy > 0 else 0.0,
+        "lr": float(scheduler.get_last_lr()[0]),
+        "seconds": busy,
+    }
+
+
+def _resume_state(
+    path: Path, cfg: TrainConfig, space_record: dict[str, Any], data_record: dict[str, Any]
+) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    state = load_checkpoint(path)
+    if state["data"] != data_record:
+        raise ValueError(
+            f"{path} was trained on {state['data']['samples']} samples, this training set has "
+            f"{data_record['samples']}; resume with the same data or use a new output directory"
+        )
+    if state["space"] != space_record:
+        raise ValueError(
+            f"{path} was trained for space {state['space']['name']!r} with config {state['space']['config']}, "
+            f"not {space_record['name']!r} with {space_record['config']}; use a new output directory"
+        )
+    diffs = cfg.differences(state["config"])
+    if diffs:
+        raise ValueError(
+            f"{path} was written with a different supernet config ({'; '.join(diffs)}); "
+            "resume with the same config or use a new output directory"
+        )
+    return state
+
+
+def _check_weights(supernet: nn.Module, epoch: int, step: int, ckpt_path: Path) -> None:
+    for name, param in supernet.named_parameters():
+        if not bool(torch.isfinite(param).all()):
+            raise NonFiniteLossError(
+                f"parameter {name} is not finite after epoch {epoch}; the checkpoint of epoch {epoch - 1} in "
+                f"{ckpt_path} is unchanged. Lower lr or set grad_clip, and train into a new directory.",
+                epoch,
+                step,
+            )
+
+
+def _get_rng(device: torch.device) -> dict[str, Any]:
+    rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def _set_rng(rng: Mapping[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(rng["torch"])
+    if device.type == "cuda" and "cuda" in rng:
+        torch.cuda.set_rng_state(rng["cuda"], device)
+
+
+def _dump(cfg: TrainConfig) -> dict[str, Any]:
+    return cfg.model_dump(mode="json")
