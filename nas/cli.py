@@ -221,6 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    if args.command in ("run", "search"):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are shown by our progress bar
     try:
         return func(args)
     except UsageError as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,9 @@ class Evaluator:
             accuracy = evaluate(model, self.data.val, cfg.eval_batch_size)
         scored = time.perf_counter()
         shape = space.input_shape(1, arch)[1:]
-        with self.lock.exclusive() if self.lock else contextlib.nullcontext():
+        # A noisy measurement is recorded (latency_spread), not printed once per candidate.
+        with self.lock.exclusive() if self.lock else contextlib.nullcontext(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*noisy", category=RuntimeWarning)
             profile = profile_model(
                 model,
                 shape,
@@ -89,6 +92,7 @@ class Evaluator:
             "latency_p10_ms": lat.p10_ms if lat is not None else math.nan,
             "latency_p90_ms": lat.p90_ms if lat is not None else math.nan,
             "latency_backend": lat.backend if lat is not None else "",
+            "latency_spread": lat.relative_spread if lat is not None else math.nan,
             "energy_mj": energy.value_mj if energy is not None else math.nan,
             "energy_source": energy.source if energy is not None else "",
             "seconds_score": scored - start,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import math
 import time
 import warnings
@@ -155,17 +156,24 @@ def _check_model_and_batch(model: object, batch: object, name: str) -> None:
 
 def _export_dynamo(model: nn.Module, example: torch.Tensor, path: Path, dynamic_batch: bool) -> None:
     dynamic_shapes = ({0: torch.export.Dim(BATCH_DIM, min=1)},) if dynamic_batch else None
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        dynamo=True,
-        external_data=False,
-        dynamic_shapes=dynamic_shapes,
-        verbose=False,
-    )
+    # The exporter warns that torchvision's operators are not registered: they are not used here.
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamo=True,
+            external_data=False,
+            dynamic_shapes=dynamic_shapes,
+            verbose=False,
+        )
+    finally:
+        registration.setLevel(level)
 
 
 def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, dynamic_batch: bool) -> None:

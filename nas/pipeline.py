@@ -46,7 +46,7 @@ def prepare_run(cfg: RunConfig, out: Path) -> RunDir:
         diff = [
             d
             for d in _config_diff(existing.model_dump(mode="json"), cfg.model_dump(mode="json"))
-            if d.split(":")[0] not in _RESUME_FREE
+            if not any(d.split(":")[0] == key or d.startswith(key + ".") for key in _RESUME_FREE)
         ]
         if diff:
             raise UsageError(

@@ -46,6 +46,7 @@ class CandidateRecord:
     latency_p10_ms: float = math.nan
     latency_p90_ms: float = math.nan
     latency_backend: str = ""
+    latency_spread: float = math.nan  # IQR / median of the timed runs: above 0.1 the figure is noisy
     energy_mj: float = math.nan
     energy_source: str = ""
     feasible: bool = True  # meets every budget of the search
@@ -88,7 +89,7 @@ class CandidateRecord:
                 values[f.name] = json.loads(text) if text else {}
             elif f.name in ("trial", "params", "mult_adds", "elementwise_ops", "memory_access_bytes"):
                 values[f.name] = int(float(text)) if text else 0
-            elif f.name in ("duration_s", "accuracy", "latency_ms", "latency_p10_ms", "latency_p90_ms", "energy_mj"):
+            elif f.name in ("duration_s", "accuracy", "latency_ms", "latency_p10_ms", "latency_p90_ms", "latency_spread", "energy_mj"):
                 values[f.name] = float(text) if text else math.nan
             elif f.name == "feasible":
                 values[f.name] = text == "True"

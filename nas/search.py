@@ -60,7 +60,7 @@ STUDY_NAME = "search"
 _RECORD_ATTRS = ("arch_id", "arch", "worker", "started_at", "finished_at", "duration_s", "feasible", "violations", "error")
 _METRIC_ATTRS = (
     "accuracy", "params", "mult_adds", "elementwise_ops", "memory_access_bytes", "latency_ms",
-    "latency_p10_ms", "latency_p90_ms", "latency_backend", "energy_mj", "energy_source",
+    "latency_p10_ms", "latency_p90_ms", "latency_backend", "latency_spread", "energy_mj", "energy_source",
 )  # fmt: skip
 
 
