@@ -43,6 +43,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nas.data import DataBundle, dataset_facts, load_dataset
+from nas.errors import UsageError
 from nas.search_config import ReportConfig, SearchConfig
 from search_spaces import get_space, list_spaces
 from supernet.config import TrainConfig
@@ -71,7 +72,7 @@ DATA_OWNED_KEYS: tuple[str, ...] = ("in_channels", "num_classes", "input_size")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, UsageError):
     """A configuration that cannot be used; the message names the file, the key and what is allowed."""
 
 

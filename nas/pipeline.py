@@ -39,7 +39,13 @@ _RESUME_FREE = {"supernet.threads", "search.workers", "search.trials", "search.s
 def prepare_run(cfg: RunConfig, out: Path) -> RunDir:
     """Create the run directory with its config.yaml, or check that an existing one has the same config."""
     from nas.config import load_config, write_config
+    from supernet import supported_spaces
 
+    if cfg.space.name not in supported_spaces():
+        raise UsageError(
+            f"space {cfg.space.name!r} has no supernet yet, so it cannot be trained or searched; "
+            f"spaces with a supernet: {', '.join(supported_spaces())} (every space can be profiled: nas profile)"
+        )
     run = RunDir(out)
     if run.config_path.is_file():
         existing = load_config(run.config_path)
@@ -61,13 +67,21 @@ def prepare_run(cfg: RunConfig, out: Path) -> RunDir:
     return run
 
 
+def load_data(cfg: RunConfig) -> Any:
+    """The run's data; a missing directory, an empty class or an unreadable file is bad input (exit 2)."""
+    try:
+        return cfg.data.load()
+    except (ValueError, OSError) as err:
+        raise UsageError(f"data: {err}") from None
+
+
 def train_run(run: RunDir, *, progress: bool = True) -> dict[str, Any]:
     """Train (or resume training) the run's supernet. Returns the final training metrics."""
     from nas.config import make_space
     from supernet import build_supernet, train_supernet
 
     cfg = run.load_config()
-    data = cfg.data.load()
+    data = load_data(cfg)
     space = make_space(cfg, data)
     supernet = build_supernet(space, seed=cfg.seed)
     cost_fn = None
@@ -162,7 +176,7 @@ def export_run(run: RunDir, *, trial: int | None = None, out: Path | None = None
 
     cfg = run.load_config()
     record = _pick(_records(run), trial, dict(cfg.report.budgets))
-    data = cfg.data.load()
+    data = load_data(cfg)
     space = make_space(cfg, data)
     supernet = load_supernet(run.require_supernet())
     arch = space.validate(Architecture(space.name, record.arch))

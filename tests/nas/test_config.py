@@ -168,7 +168,7 @@ def test_file_problems_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(
         ValueError,
         match=r"config file '.*list\.yaml' must hold a mapping of sections "
-        r"\(name, seed, data, space\), got list",
+        r"\(name, seed, data, space, supernet, search, report\), got list",
     ):
         load_config(_yaml(tmp_path, "- data\n- space\n", "list.yaml"))
     with pytest.raises(ConfigError, match="must be a mapping of sections, got str"):
