@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from profilers.latency import LatencyResult, _collect, _gc_paused, _percentile, cpu_name, measure_latency
+from profilers.latency import LatencyResult, collect_samples, cpu_name, latency_from_samples, measure_latency
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -374,36 +374,19 @@ def time_onnx_session(
             session.run(None, feed)
         return (time.perf_counter_ns() - t0) / 1e6
 
-    with _gc_paused():
-        samples, block = _collect(
-            run_block,
-            warmup=warmup,
-            warmup_time_s=float(opts["warmup_time_s"]),
-            repeats=int(opts["repeats"]),
-            min_time_s=float(opts["min_time_s"]),
-            runs_per_sample=None,
-            target_sample_s=float(opts["target_sample_s"]),
-        )
-    ordered = sorted(samples)
-    median = _percentile(ordered, 50)
-    iqr = _percentile(ordered, 75) - _percentile(ordered, 25)
-    spread = iqr / median if median > 0 else math.inf
-    if spread > noisy_threshold:
-        warnings.warn(
-            f"ONNX Runtime latency measurement is noisy: IQR/median = {spread:.1%} > {noisy_threshold:.0%}",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return LatencyResult(
-        median_ms=median,
-        p10_ms=_percentile(ordered, 10),
-        p90_ms=_percentile(ordered, 90),
-        iqr_ms=iqr,
-        mean_ms=sum(samples) / len(samples),
-        min_ms=ordered[0],
-        repeats=len(samples),
+    samples, block = collect_samples(
+        run_block,
         warmup=warmup,
+        warmup_time_s=float(opts["warmup_time_s"]),
+        repeats=int(opts["repeats"]),
+        min_time_s=float(opts["min_time_s"]),
+        runs_per_sample=None,
+        target_sample_s=float(opts["target_sample_s"]),
+    )
+    return latency_from_samples(
+        samples,
         runs_per_sample=block,
+        warmup=warmup,
         device="cpu",
         device_name=cpu_name(),
         backend="onnxruntime",
@@ -411,8 +394,7 @@ def time_onnx_session(
         batch_size=int(batch.shape[0]),
         dtype=str(batch.dtype),
         input_shape=tuple(int(s) for s in batch.shape[1:]),
-        noisy=spread > noisy_threshold,
-        relative_spread=spread,
+        noisy_threshold=noisy_threshold,
         settings={
             "onnxruntime_version": ort.__version__,
             "execution_provider": session.get_providers()[0],

@@ -49,7 +49,7 @@ from torch import nn
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-__all__ = ["BACKENDS", "DTYPES", "LatencyResult", "cpu_name", "device_name", "measure_latency"]
+__all__ = ["BACKENDS", "DTYPES", "LatencyResult", "collect_samples", "cpu_name", "device_name", "latency_from_samples", "measure_latency"]
 
 BACKENDS: tuple[str, ...] = ("eager", "onnxruntime")
 DTYPES: dict[str, torch.dtype] = {
@@ -468,6 +468,69 @@ def measure_latency(
                 target_sample_s=target_sample_s,
             )
 
+    return latency_from_samples(
+        samples,
+        runs_per_sample=block,
+        warmup=warmup,
+        device=str(dev),
+        device_name=device_name(str(dev)),
+        backend=backend,
+        threads=threads,
+        batch_size=batch_size,
+        dtype=dtype_name,
+        input_shape=shape,
+        settings=settings,
+        noisy_threshold=noisy_threshold,
+    )
+
+
+def collect_samples(
+    run_block: Callable[[int], float],
+    *,
+    warmup: int,
+    warmup_time_s: float,
+    repeats: int,
+    min_time_s: float,
+    runs_per_sample: int | None,
+    target_sample_s: float,
+) -> tuple[list[float], int]:
+    """Time ``run_block(k)`` (k runs, returns elapsed ms) as ``measure_latency`` does, garbage collection paused.
+
+    Returns the samples (ms per run) and the runs per sample. For timing something this module does not run.
+    """
+    with _gc_paused():
+        return _collect(
+            run_block,
+            warmup=warmup,
+            warmup_time_s=warmup_time_s,
+            repeats=repeats,
+            min_time_s=min_time_s,
+            runs_per_sample=runs_per_sample,
+            target_sample_s=target_sample_s,
+        )
+
+
+def latency_from_samples(
+    samples: list[float],
+    *,
+    runs_per_sample: int,
+    warmup: int,
+    device: str,
+    device_name: str,
+    backend: str,
+    threads: int,
+    batch_size: int,
+    dtype: str,
+    input_shape: tuple[int, ...],
+    settings: dict[str, Any],
+    noisy_threshold: float = 0.1,
+) -> LatencyResult:
+    """Median, percentiles and spread of timed samples (ms per run), warning when they are too noisy to trust.
+
+    Shared by every backend, and by code timing something this module did not build (an existing ONNX file).
+    """
+    if not samples:
+        raise ValueError("no latency samples to summarise")
     ordered = sorted(samples)
     median = _percentile(ordered, 50)
     iqr = _percentile(ordered, 75) - _percentile(ordered, 25)
@@ -476,9 +539,9 @@ def measure_latency(
     if noisy:
         warnings.warn(
             f"latency measurement is noisy: IQR/median = {spread:.1%} > {noisy_threshold:.0%} "
-            f"(median {median:.4f} ms over {len(samples)} samples); close other work or raise repeats",
+            f"(median {median:.4f} ms over {len(samples)} samples, {backend}); close other work or raise repeats",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     return LatencyResult(
         median_ms=median,
@@ -489,14 +552,14 @@ def measure_latency(
         min_ms=ordered[0],
         repeats=len(samples),
         warmup=warmup,
-        runs_per_sample=block,
-        device=str(dev),
-        device_name=device_name(str(dev)),
+        runs_per_sample=runs_per_sample,
+        device=device,
+        device_name=device_name,
         backend=backend,
         threads=threads,
         batch_size=batch_size,
-        dtype=dtype_name,
-        input_shape=shape,
+        dtype=dtype,
+        input_shape=input_shape,
         noisy=noisy,
         relative_spread=spread,
         settings=settings,
