@@ -102,14 +102,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_search(args: argparse.Namespace) -> int:
     from nas.run_dir import RunDir
-    from nas.search import run_search
 
     run = RunDir(Path(args.run))
-    if args.engine != "optuna":
-        raise UsageError(f"--engine {args.engine!r} is not available yet; allowed: optuna")
-    if args.address is not None:
-        raise UsageError("--address goes with --engine ray, which is not available yet")
-    summary = run_search(run, trials=args.trials, workers=args.workers)
+    engine = args.engine or run.load_config().search.engine
+    if engine == "ray":
+        from nas.ray_engine import run_ray_search
+
+        summary = run_ray_search(run, trials=args.trials, workers=args.workers, address=args.address)
+    else:
+        if args.address is not None:
+            raise UsageError(
+                "--address goes with --engine ray (an existing Ray cluster's HOST:PORT); engine optuna takes no address"
+            )
+        from nas.search import run_search
+
+        summary = run_search(run, trials=args.trials, workers=args.workers)
     print(
         f"{summary.complete} candidates complete, {summary.failed} failed, {summary.duplicates} duplicate proposals "
         f"skipped, {summary.recovered} interrupted trials retried, {summary.seconds:.1f} s; records: {run.trials_csv}"
@@ -194,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="search a trained run's supernet (resumes an interrupted search)")
     p.add_argument("--run", required=True, help="the run directory")
-    p.add_argument("--engine", choices=("optuna", "ray"), default="optuna")
+    p.add_argument("--engine", choices=("optuna", "ray"), default=None, help="default: the config's search.engine")
     p.add_argument("--workers", type=_positive_int, help="worker processes (default: the config's)")
     p.add_argument("--trials", type=_positive_int, help="distinct candidates to finish (default: the config's)")
     p.add_argument("--address", help="an existing Ray cluster's address (engine ray)")

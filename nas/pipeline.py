@@ -33,7 +33,18 @@ def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
 
 
 # Keys that may differ when a run is resumed: they do not change what is computed, only how fast.
-_RESUME_FREE = {"supernet.threads", "search.workers", "search.trials", "search.storage", "report.budgets"}
+_RESUME_FREE = {
+    "supernet.threads",
+    "search.workers",
+    "search.trials",
+    "search.storage",
+    "search.engine",
+    "search.ray_address",
+    "search.ray_storage_path",
+    "search.ray_dashboard",
+    "search.max_failures",
+    "report.budgets",
+}
 
 
 def prepare_run(cfg: RunConfig, out: Path) -> RunDir:
@@ -134,7 +145,7 @@ def report_run(run: RunDir, budgets: dict[str, float] | None = None) -> Path:
         "versions": library_versions(),
         "timings": info.get("timings", {}),
         "objectives": list(cfg.search.objectives),
-        "engine": cfg.search.engine,
+        "engine": info.get("search", {}).get("engine", cfg.search.engine),
         "sampler": cfg.search.sampler,
     }
     if "export" in info:
@@ -246,7 +257,12 @@ def run_all(cfg: RunConfig, out: Path, *, progress: bool = True) -> dict[str, An
     print(f"[1/4] supernet training -> {run.supernet_dir}")
     train_run(run, progress=progress)
     print(f"[2/4] search ({cfg.search.sampler}, {cfg.search.trials} candidates, {cfg.search.workers} worker(s))")
-    summary = run_search(run, progress=progress)
+    if cfg.search.engine == "ray":
+        from nas.ray_engine import run_ray_search
+
+        summary = run_ray_search(run, progress=progress)
+    else:
+        summary = run_search(run, progress=progress)
     print(f"      {summary.complete} complete, {summary.failed} failed, {summary.duplicates} duplicate proposals")
     print("[3/4] export of the winner")
     exported = _exported_already(run) or export_run(run)

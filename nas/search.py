@@ -42,10 +42,12 @@ if TYPE_CHECKING:
     from search_spaces import Architecture, SearchSpace
 
 __all__ = [
+    "METRIC_ATTRS",
     "STUDY_NAME",
     "SearchSummary",
     "ask_candidate",
     "constraint_values",
+    "count_candidates",
     "fail_candidate",
     "make_sampler",
     "make_storage",
@@ -53,12 +55,14 @@ __all__ = [
     "records_from_study",
     "recover_interrupted",
     "run_search",
+    "show_progress",
     "tell_candidate",
+    "with_overrides",
 ]
 
 STUDY_NAME = "search"
 _RECORD_ATTRS = ("arch_id", "arch", "worker", "started_at", "finished_at", "duration_s", "feasible", "violations", "error")
-_METRIC_ATTRS = (
+METRIC_ATTRS = (
     "accuracy", "params", "mult_adds", "elementwise_ops", "memory_access_bytes", "latency_ms",
     "latency_p10_ms", "latency_p90_ms", "latency_backend", "latency_spread", "energy_mj", "energy_source",
 )  # fmt: skip
@@ -126,12 +130,12 @@ def records_from_study(study: optuna.Study) -> list[CandidateRecord]:
         attrs = t.user_attrs
         if "arch_id" not in attrs or "duplicate_of" in attrs:
             continue
-        data = {k: attrs[k] for k in (*_RECORD_ATTRS, *_METRIC_ATTRS) if k in attrs}
+        data = {k: attrs[k] for k in (*_RECORD_ATTRS, *METRIC_ATTRS) if k in attrs}
         records.append(CandidateRecord.from_dict({**data, "trial": t.number, "status": t.state.name}))
     return records
 
 
-def _finished(study: optuna.Study) -> tuple[int, int]:
+def count_candidates(study: optuna.Study) -> tuple[int, int]:
     complete = running = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
         if "duplicate_of" in t.user_attrs:
@@ -196,7 +200,7 @@ def ask_candidate(
     A proposal whose architecture is already complete or running is told PRUNED with ``duplicate_of`` and
     returned with ``None`` for the architecture. Call it under a lock shared by everything asking the study.
     """
-    complete, running = _finished(study)
+    complete, running = count_candidates(study)
     if complete + running >= target:
         return None
     if len(study.get_trials(deepcopy=False)) >= target * 20 + 100:
@@ -230,7 +234,7 @@ def fail_candidate(study: optuna.Study, trial: optuna.Trial, error: str) -> None
 def tell_candidate(study: optuna.Study, trial: optuna.Trial, metrics: dict[str, Any], search: SearchConfig) -> None:
     """Record every metric as a user attribute, every budget as a constraint, and tell the objective values."""
     violations = constraint_values(metrics, search.budgets)
-    for key in _METRIC_ATTRS:
+    for key in METRIC_ATTRS:
         trial.set_user_attr(key, metrics[key])
     for metric, value in violations.items():
         trial.set_constraint(metric, value)
@@ -273,14 +277,14 @@ def _worker_process(root: str, index: int, threads: int, target: int, workers: i
     torch.set_num_threads(threads)
     run = RunDir(Path(root))
     cfg = run.load_config()
-    search = _effective(cfg.search, target=target, workers=workers)
+    search = with_overrides(cfg.search, target=target, workers=workers)
     lock = RWFileLock(run.lock_path("timing")) if search.exclusive_timing else None
     worker = _make_worker(run, cfg, search, target, search.seed + 1000 * (index + 1), lock)
     while worker.step():
         pass
 
 
-def _effective(search: SearchConfig, *, target: int | None, workers: int | None) -> SearchConfig:
+def with_overrides(search: SearchConfig, *, target: int | None, workers: int | None) -> SearchConfig:
     update: dict[str, Any] = {}
     if target is not None:
         update["trials"] = target
@@ -304,7 +308,7 @@ def run_search(run: RunDir, *, trials: int | None = None, workers: int | None = 
     from tqdm import tqdm
 
     cfg = run.load_config()
-    search = _effective(cfg.search, target=trials, workers=workers)
+    search = with_overrides(cfg.search, target=trials, workers=workers)
     run.require_supernet()
     start = time.perf_counter()
     try:
@@ -316,7 +320,7 @@ def run_search(run: RunDir, *, trials: int | None = None, workers: int | None = 
         storage = make_storage(run, search)
         study = open_study(storage, search)
         recovered = recover_interrupted(study)
-        complete, _ = _finished(study)
+        complete, _ = count_candidates(study)
         bar = tqdm(total=search.trials, initial=min(complete, search.trials), desc="search", unit="cand", disable=not progress, dynamic_ncols=True)
         try:
             if complete < search.trials:
@@ -343,8 +347,8 @@ def run_search(run: RunDir, *, trials: int | None = None, workers: int | None = 
         guard.__exit__(None, None, None)
 
 
-def _progress(bar: Any, study: optuna.Study) -> None:
-    complete, _ = _finished(study)
+def show_progress(bar: Any, study: optuna.Study) -> None:
+    complete, _ = count_candidates(study)
     best = max(
         (r.accuracy for r in records_from_study(study) if r.status == "COMPLETE" and r.feasible and math.isfinite(r.accuracy)),
         default=math.nan,
@@ -362,7 +366,7 @@ def _run_inline(run: RunDir, cfg: RunConfig, search: SearchConfig, study: optuna
     try:
         worker = _make_worker(run, cfg, search, search.trials, search.seed, None)
         while worker.step():
-            _progress(bar, study)
+            show_progress(bar, study)
     finally:
         torch.set_num_threads(previous)
 
@@ -384,7 +388,7 @@ def _run_processes(run: RunDir, search: SearchConfig, study: optuna.Study, bar: 
     try:
         while procs:
             time.sleep(0.5)
-            _progress(bar, study)
+            show_progress(bar, study)
             for index, proc in list(procs.items()):
                 if proc.is_alive():
                     continue
@@ -396,10 +400,10 @@ def _run_processes(run: RunDir, search: SearchConfig, study: optuna.Study, bar: 
                     restarts += 1
                     if restarts > 3 * search.workers:
                         raise RuntimeError(f"workers died {restarts} times (last exit code {proc.exitcode}); see the messages above")
-                    complete, _ = _finished(study)
+                    complete, _ = count_candidates(study)
                     if complete < search.trials:
                         procs[index] = start(index)
-        _progress(bar, study)
+        show_progress(bar, study)
     except BaseException:
         for proc in procs.values():
             proc.terminate()
