@@ -124,11 +124,11 @@ def _now() -> str:
 
 
 def records_from_study(study: optuna.Study) -> list[CandidateRecord]:
-    """One record per evaluated candidate (duplicates proposals are not candidates)."""
+    """One record per evaluated candidate (duplicate proposals and skipped ones are not candidates)."""
     records = []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
-        if "arch_id" not in attrs or "duplicate_of" in attrs:
+        if "arch_id" not in attrs or "duplicate_of" in attrs or "skipped" in attrs:
             continue
         data = {k: attrs[k] for k in (*_RECORD_ATTRS, *METRIC_ATTRS) if k in attrs}
         records.append(CandidateRecord.from_dict({**data, "trial": t.number, "status": t.state.name}))
@@ -172,6 +172,24 @@ class _Worker:
     search: SearchConfig
     target: int
     name: str
+    table: Any = None  # a latency table when the search has a latency budget (nas.latency_table)
+
+    def _predicted_over_budget(self, trial: optuna.Trial, arch: Architecture) -> bool:
+        """Skip a candidate the latency table says cannot meet the latency budget (told PRUNED, not counted)."""
+        from nas.latency_table import predict_latency
+
+        if self.table is None:
+            return False
+        budget = self.search.budgets["latency_ms"]
+        lock = self.evaluator.lock
+        with lock.exclusive() if lock else contextlib.nullcontext():
+            predicted = predict_latency(self.table, self.evaluator.supernet.space, arch)
+        trial.set_user_attr("predicted_latency_ms", predicted)
+        if predicted <= budget * (1 + self.search.latency_table_margin):
+            return False
+        trial.set_user_attr("skipped", f"predicted latency {predicted:.4g} ms > budget {budget:g} ms + margin")
+        self.study.tell(trial, state=TrialState.PRUNED)
+        return True
 
     def step(self) -> bool:
         """One trial. False when the search has what it needs (or has asked too often)."""
@@ -182,6 +200,8 @@ class _Worker:
         trial, arch = asked
         if arch is None:
             return True  # a duplicate proposal, told PRUNED
+        if self._predicted_over_budget(trial, arch):
+            return True
         try:
             metrics = self.evaluator.evaluate(arch)
         except Exception as err:  # a candidate that cannot be evaluated fails alone, the search goes on
@@ -204,7 +224,7 @@ def ask_candidate(
     if complete + running >= target:
         return None
     if len(study.get_trials(deepcopy=False)) >= target * 20 + 100:
-        print(f"worker {worker}: stopping, the sampler keeps proposing architectures already evaluated")
+        print(f"worker {worker}: stopping after {target * 20 + 100} proposals: they were duplicates or predicted over the latency budget")
         return None
     trial = study.ask()
     arch = space.suggest(trial)
@@ -265,7 +285,20 @@ def _make_worker(run: RunDir, cfg: RunConfig, search: SearchConfig, target: int,
     evaluator = Evaluator(supernet, data, cfg.supernet, search, lock=lock)
     storage = make_storage(run, search)
     study = open_study(storage, search, make_sampler(search, seed))
-    return _Worker(run, study, evaluator, search, target, _worker_name())
+    table = None
+    if search.latency_table and "latency_ms" in search.budgets:
+        from nas.latency_table import load_or_build
+
+        with lock.exclusive() if lock else contextlib.nullcontext():
+            table = load_or_build(
+                run.root,
+                supernet.space,
+                device=search.device,
+                threads=search.latency_threads,
+                batch_size=search.latency_batch_size,
+                backend=search.latency_backend,
+            )
+    return _Worker(run, study, evaluator, search, target, _worker_name(), table)
 
 
 def _worker_process(root: str, index: int, threads: int, target: int, workers: int) -> None:

@@ -45,6 +45,10 @@ class SearchConfig(BaseModel):
     exclusive_timing: bool = True  # other workers pause while one times latency (nothing else busy)
     energy: bool = True
     eval_batch_size: int = Field(256, ge=1)
+    # With a latency_ms budget, a per-device latency table (run_dir/latency_table.json) predicts each proposal's
+    # latency and candidates predicted over budget * (1 + margin) are skipped before evaluation (engine optuna).
+    latency_table: bool = True
+    latency_table_margin: float = Field(0.2, ge=0)
     # Engine ray (nas.ray_engine).
     ray_address: str | None = None  # an existing cluster ("HEAD:6379"); None: a local cluster of `workers` CPUs
     ray_storage_path: str | None = None  # Ray's temporary folder (local cluster) and Tune's results; None: <run>/ray

@@ -4,11 +4,14 @@ No training and no timing here.
 """
 
 from search_spaces._arch import Architecture, Scalar
+from search_spaces._blocks import NETWORK_INPUT, LatencyBlock, run_blocks
 from search_spaces._registry import get_space, get_space_class, list_spaces, preset
 from search_spaces._space import Preset, SearchSpace, SpaceConfig, format_validation_error
 
 __all__ = [
+    "NETWORK_INPUT",
     "Architecture",
+    "LatencyBlock",
     "Preset",
     "Scalar",
     "SearchSpace",
@@ -18,4 +21,5 @@ __all__ = [
     "get_space_class",
     "list_spaces",
     "preset",
+    "run_blocks",
 ]

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import optuna
     from torch import nn
 
+    from search_spaces._blocks import LatencyBlock
+
 __all__ = ["Preset", "SearchSpace", "SpaceConfig", "format_validation_error"]
 
 
@@ -192,6 +194,14 @@ class SearchSpace(abc.ABC):
     @abc.abstractmethod
     def build(self, arch: Architecture | Mapping[str, Any]) -> nn.Module:
         """A static network of plain PyTorch layers for a valid architecture."""
+
+    def latency_blocks(self, arch: Architecture | Mapping[str, Any]) -> list[LatencyBlock]:
+        """The network of ``arch`` as latency blocks in execution order (see ``search_spaces._blocks``).
+
+        Nothing is built or timed: each block carries a factory of its layers. Equal blocks of different
+        architectures have equal ``signature``s, so a latency table measures them once.
+        """
+        raise NotImplementedError(f"space {self.name!r} does not decompose its networks into latency blocks")
 
     # presets ------------------------------------------------------------------------------------
     @classmethod

@@ -39,15 +39,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import astuple, replace
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, cast
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
+from torch import nn
 
 from search_spaces._arch import Architecture, Scalar
+from search_spaces._blocks import NETWORK_INPUT, BlockChain, LatencyBlock, classifier_head, strided
 from search_spaces._compound import Coefficients, Scaling, valid_coefficients
-from search_spaces._efficientnet_spec import NetworkSpec, StageSpec, decode_stage
-from search_spaces._mbconv import EfficientNet
+from search_spaces._efficientnet_spec import BlockSpec, NetworkSpec, StageSpec, decode_stage
+from search_spaces._mbconv import ConvNormAct, EfficientNet, MBConv, tf_batch_norm
 from search_spaces._space import Preset, SearchSpace, SpaceConfig
 
 if TYPE_CHECKING:
@@ -375,6 +378,39 @@ class EfficientNetSpace(SearchSpace):
             dropout=self.config.dropout,
         )
 
+    def latency_blocks(self, arch: Architecture | Mapping[str, Any]) -> list[LatencyBlock]:
+        """Stem, one block per MBConv (widths, kernel, stride, expansion, SE width), head with the classifier.
+
+        The input is ``resolution(arch)`` pixels a side, so the same MBConv at another resolution is another
+        measurement (same key, other input shape).
+        """
+        arch = self.validate(arch)
+        spec = self.network_spec(arch)
+        cfg = self.config
+        side = self.resolution(arch)
+        chain = BlockChain((cfg.in_channels, side, side))
+        side = strided(side, spec.stem_stride)
+        chain.add(
+            f"efficientnet/stem_c{cfg.in_channels}-{spec.stem_channels}_s{spec.stem_stride}",
+            partial(_stem, cfg.in_channels, spec),
+            (spec.stem_channels, side, side),
+            sources=(NETWORK_INPUT,),
+        )
+        for block in (b for stage in spec.stage_blocks() for b in stage):
+            side = strided(side, block.stride)
+            chain.add(
+                f"efficientnet/mbconv_c{block.in_channels}-{block.out_channels}_k{block.kernel}_s{block.stride}"
+                f"_e{block.expansion}_se{block.se_channels}",
+                partial(_mbconv, block),
+                (block.out_channels, side, side),
+            )
+        chain.add(
+            f"efficientnet/head_c{spec.out_channels}-{spec.head_channels}_n{cfg.num_classes}",
+            partial(_head, spec, cfg.num_classes, cfg.dropout),
+            (cfg.num_classes,),
+        )
+        return chain.blocks
+
     # presets ------------------------------------------------------------------------------------
     @classmethod
     def preset_table(cls) -> Mapping[str, Preset]:
@@ -418,6 +454,33 @@ _PUBLISHED = (
     (1.8, 2.6, 528, 0.5, 43e6, 19e9),
     (2.0, 3.1, 600, 0.5, 66e6, 37e9),
 )
+
+
+def _stem(in_channels: int, spec: NetworkSpec) -> nn.Module:
+    """The layers of ``EfficientNet.stem``."""
+    return ConvNormAct(
+        in_channels, spec.stem_channels, 3, spec.stem_stride, norm_layer=tf_batch_norm, act_layer=nn.SiLU
+    )
+
+
+def _mbconv(block: BlockSpec) -> nn.Module:
+    """One MBConv of ``EfficientNet.stages``."""
+    return MBConv(
+        block.in_channels,
+        block.out_channels,
+        block.kernel,
+        block.stride,
+        block.expansion,
+        block.se_channels,
+        norm_layer=tf_batch_norm,
+        act_layer=nn.SiLU,
+    )
+
+
+def _head(spec: NetworkSpec, num_classes: int, dropout: float) -> nn.Module:
+    """The layers after ``EfficientNet.stages``: 1x1 head conv, pooling, dropout, classifier."""
+    head = ConvNormAct(spec.out_channels, spec.head_channels, 1, norm_layer=tf_batch_norm, act_layer=nn.SiLU)
+    return classifier_head([head], spec.head_channels, num_classes, dropout)
 
 
 def _baseline_blocks(stages: tuple[StageSpec, ...]) -> dict[str, Scalar]:

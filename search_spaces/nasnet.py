@@ -26,6 +26,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import field_validator, model_validator
 
 from search_spaces._arch import Architecture, Scalar
+from search_spaces._blocks import LatencyBlock
+from search_spaces._nasnet_blocks import nasnet_latency_blocks
 from search_spaces._nasnet_model import NASNet, StemSpec
 from search_spaces._nasnet_ops import NASNET_OPERATIONS
 from search_spaces._nasnet_specs import (
@@ -235,6 +237,18 @@ class NASNetSpace(SearchSpace):
         cfg = self.layout
         stem = StemSpec(cfg.stem, cfg.in_channels, cfg.stem_width)
         return NASNet(stem, self.placements(), self.decode(arch), cfg.num_classes, cfg.dropout)
+
+    def latency_blocks(self, arch: Architecture | Mapping[str, Any]) -> list[LatencyBlock]:
+        """Stem, each cell's adjustments, operations, sums, output fits and concatenation, then the head.
+
+        Cells are split into their operations so that architectures share measurements (see
+        ``search_spaces._nasnet_blocks``).
+        """
+        cfg = self.layout
+        stem = StemSpec(cfg.stem, cfg.in_channels, cfg.stem_width)
+        return nasnet_latency_blocks(
+            stem, self.placements(), self.decode(arch), cfg.input_size, cfg.num_classes, cfg.dropout
+        )
 
     # presets -----------------------------------------------------------------------------------
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -16,6 +17,7 @@ from pydantic import field_validator, model_validator
 from torch import nn
 
 from search_spaces._arch import Architecture
+from search_spaces._blocks import NETWORK_INPUT, BlockChain, LatencyBlock, classifier_head, strided
 from search_spaces._shuffle_blocks import BLOCK_KINDS, BlockSpec, ShuffleBlock, conv_bn
 from search_spaces._space import Preset, SearchSpace, SpaceConfig
 
@@ -152,6 +154,20 @@ class ShuffleNetV2(nn.Module):
         return self.classifier(x)
 
 
+def _stem(config: ShuffleNetConfig) -> nn.Sequential:
+    """The layers of ``ShuffleNetV2.stem``."""
+    layers = conv_bn(config.in_channels, config.stem_channels, 3, config.stem_stride)
+    if config.stem_pool:
+        layers.append(nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    return nn.Sequential(*layers)
+
+
+def _head(config: ShuffleNetConfig) -> nn.Sequential:
+    """The layers after ``ShuffleNetV2.blocks``: 1x1 head conv, pooling, dropout, classifier."""
+    head = conv_bn(config.stage_channels[-1], config.head_channels, 1)
+    return classifier_head(head, config.head_channels, config.num_classes, config.dropout, bias=False)
+
+
 class ShuffleNetSpace(SearchSpace):
     name: ClassVar[str] = "shufflenet"
     description: ClassVar[str] = (
@@ -177,6 +193,32 @@ class ShuffleNetSpace(SearchSpace):
 
     def build(self, arch: Architecture | Mapping[str, Any]) -> ShuffleNetV2:
         return ShuffleNetV2(self.layout, self.decode(arch))
+
+    def latency_blocks(self, arch: Architecture | Mapping[str, Any]) -> list[LatencyBlock]:
+        """Stem, one block per choice layer (keyed by kind, widths and stride), head with the classifier."""
+        cfg = self.layout
+        chain = BlockChain((cfg.in_channels, cfg.input_size, cfg.input_size))
+        side = strided(cfg.input_size, cfg.stem_stride)
+        if cfg.stem_pool:
+            side = strided(side, 2)
+        chain.add(
+            f"shufflenet/stem_c{cfg.in_channels}-{cfg.stem_channels}_s{cfg.stem_stride}"
+            + ("_pool" if cfg.stem_pool else ""),
+            partial(_stem, cfg),
+            (cfg.stem_channels, side, side),
+            sources=(NETWORK_INPUT,),
+        )
+        for spec in self.decode(arch):
+            side = strided(side, spec.stride)
+            chain.add(
+                f"shufflenet/{spec.kind}_c{spec.in_channels}-{spec.out_channels}_s{spec.stride}",
+                partial(ShuffleBlock, spec),
+                (spec.out_channels, side, side),
+            )
+        width = cfg.stage_channels[-1]
+        key = f"shufflenet/head_c{width}-{cfg.head_channels}_n{cfg.num_classes}"
+        chain.add(key, partial(_head, cfg), (cfg.num_classes,))
+        return chain.blocks
 
     @classmethod
     def preset_table(cls) -> dict[str, Preset]:

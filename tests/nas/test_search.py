@@ -188,7 +188,7 @@ def test_other_samplers_and_a_budget_constraint(trained_run: Path, tmp_path: Pat
     run = _copy_run(trained_run, tmp_path)
     from nas.config import load_config, merge_config, write_config
 
-    cfg = merge_config(load_config(run.config_path), {"search": {"sampler": sampler, "objectives": ["accuracy"], "budgets": {"latency_ms": 1e-6}}})
+    cfg = merge_config(load_config(run.config_path), {"search": {"sampler": sampler, "objectives": ["accuracy"], "budgets": {"latency_ms": 1e-6}, "latency_table": False}})
     write_config(cfg, run.config_path)
     run_search(run, trials=2, progress=False)
     study = _study(run)
