@@ -9,6 +9,8 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from nas.locks import RWFileLock
 from supernet import evaluate, recalibrate_bn
 from supernet.bn import batch_norm_layers
@@ -55,44 +57,64 @@ class Evaluator:
     lock: RWFileLock | None = None
 
     def evaluate(self, arch: Architecture) -> dict[str, Any]:
-        """Every metric of one candidate, as the fields of a CandidateRecord."""
-        from profilers import profile_model
+        """Every metric of one candidate, as the fields of a CandidateRecord.
+
+        Scoring and counting hold the run's timing lock shared; latency and energy measurement hold it
+        exclusively, so other workers of the run pause only while a candidate is timed.
+        """
+        from profilers import count_all, energy_per_inference, measure_latency
 
         cfg = self.search_cfg
         space = self.supernet.space
         start = time.perf_counter()
+        shape = space.input_shape(1, arch)[1:]
+        x = torch.zeros((cfg.latency_batch_size, *shape))
         with self.lock.shared() if self.lock else contextlib.nullcontext():
             model = recalibrated_subnet(self.supernet, arch, self.data, self.train_cfg, cfg.seed)
             accuracy = evaluate(model, self.data.val, cfg.eval_batch_size)
+            counts = count_all(model, x)
         scored = time.perf_counter()
-        shape = space.input_shape(1, arch)[1:]
+        options: dict[str, Any] = {"repeats": cfg.latency_repeats} if cfg.latency_repeats else {}
         # A noisy measurement is recorded (latency_spread), not printed once per candidate.
         with self.lock.exclusive() if self.lock else contextlib.nullcontext(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*noisy", category=RuntimeWarning)
-            profile = profile_model(
+            lat = measure_latency(
                 model,
                 shape,
                 device=cfg.device,
                 backend=cfg.latency_backend,
                 batch_size=cfg.latency_batch_size,
                 threads=cfg.latency_threads,
-                latency_options={"repeats": cfg.latency_repeats} if cfg.latency_repeats else None,
-                energy=cfg.energy,
+                **options,
             )
+            energy = None
+            if cfg.energy:
+                previous = torch.get_num_threads()
+                on_device, x_dev = model.to(cfg.device), x.to(cfg.device)
+                try:
+                    torch.set_num_threads(cfg.latency_threads)
+                    with torch.inference_mode():
+                        energy = energy_per_inference(
+                            lambda: on_device(x_dev),
+                            device=cfg.device,
+                            mult_adds=counts.mult_adds,
+                            memory_access_bytes=counts.memory_access_bytes,
+                            dtype_bytes=x.element_size(),
+                        )
+                finally:
+                    torch.set_num_threads(previous)
         done = time.perf_counter()
-        lat = profile.latency
-        energy = profile.energy
         return {
             "accuracy": float(accuracy),
-            "params": int(profile.params),
-            "mult_adds": int(profile.mult_adds),
-            "elementwise_ops": int(profile.elementwise_ops),
-            "memory_access_bytes": int(profile.memory_access_bytes),
-            "latency_ms": lat.median_ms if lat is not None else math.nan,
-            "latency_p10_ms": lat.p10_ms if lat is not None else math.nan,
-            "latency_p90_ms": lat.p90_ms if lat is not None else math.nan,
-            "latency_backend": lat.backend if lat is not None else "",
-            "latency_spread": lat.relative_spread if lat is not None else math.nan,
+            "params": int(counts.params),
+            "mult_adds": int(counts.mult_adds),
+            "elementwise_ops": int(counts.elementwise_ops),
+            "memory_access_bytes": int(counts.memory_access_bytes),
+            "latency_ms": lat.median_ms,
+            "latency_p10_ms": lat.p10_ms,
+            "latency_p90_ms": lat.p90_ms,
+            "latency_backend": lat.backend,
+            "latency_spread": lat.relative_spread,
             "energy_mj": energy.value_mj if energy is not None else math.nan,
             "energy_source": energy.source if energy is not None else "",
             "seconds_score": scored - start,

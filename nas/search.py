@@ -128,8 +128,8 @@ def records_from_study(study: optuna.Study) -> list[CandidateRecord]:
     records = []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
-        if "arch_id" not in attrs or "duplicate_of" in attrs or "skipped" in attrs:
-            continue
+        if "arch_id" not in attrs or "arch" not in attrs or "duplicate_of" in attrs or "skipped" in attrs:
+            continue  # not a candidate, or one whose start another process is writing right now
         data = {k: attrs[k] for k in (*_RECORD_ATTRS, *METRIC_ATTRS) if k in attrs}
         records.append(CandidateRecord.from_dict({**data, "trial": t.number, "status": t.state.name}))
     return records
@@ -237,10 +237,11 @@ def ask_candidate(
             trial.set_user_attr("duplicate_of", other.number)
             study.tell(trial, state=TrialState.PRUNED)
             return trial, None
-    trial.set_user_attr("arch_id", arch.arch_id)
+    # "arch_id" last: readers (the progress bar, other processes) take it as the mark of a complete record start.
     trial.set_user_attr("arch", dict(arch.values))
     trial.set_user_attr("worker", worker)
     trial.set_user_attr("started_at", _now())
+    trial.set_user_attr("arch_id", arch.arch_id)
     return trial, arch
 
 
