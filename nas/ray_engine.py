@@ -18,19 +18,14 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
-from optuna.trial import TrialState
-
 from nas.errors import UsageError
-from nas.locks import LockHeldError, exclusive_lock
-from nas.records import write_trials_csv
 from nas.search import (
     SearchSummary,
     count_candidates,
+    finish_search,
     make_sampler,
-    make_storage,
-    open_study,
-    records_from_study,
     recover_interrupted,
+    search_session,
     show_progress,
     with_overrides,
 )
@@ -65,15 +60,7 @@ def run_ray_search(
     address = address or search.ray_address
     run.require_supernet()
     start = time.perf_counter()
-    try:
-        guard = exclusive_lock(run.lock_path("search"), blocking=False, what=f"another search is running on {run.root}")
-        guard.__enter__()
-    except LockHeldError as err:
-        raise UsageError(str(err)) from None
-    try:
-        storage = make_storage(run, search)
-        study = open_study(storage, search)
-        recovered = recover_interrupted(study)
+    with search_session(run, search) as (study, recovered):
         complete, _ = count_candidates(study)
         bar = tqdm(
             total=search.trials,
@@ -91,24 +78,8 @@ def run_ray_search(
         finally:
             bar.close()
             recover_interrupted(study)  # candidates of an interrupted search: FAIL and re-enqueued, as a rerun would
-            write_trials_csv(records_from_study(study), run.trials_csv)
-        trials_now = study.get_trials(deepcopy=False)
-        summary = SearchSummary(
-            complete=sum(t.state == TrialState.COMPLETE and "duplicate_of" not in t.user_attrs for t in trials_now),
-            failed=sum(t.state == TrialState.FAIL for t in trials_now),
-            duplicates=sum("duplicate_of" in t.user_attrs for t in trials_now),
-            seconds=time.perf_counter() - start,
-            workers=search.workers,
-            recovered=recovered,
-        )
-        previous = run.read_info().get("timings", {}).get("search_s", 0.0)
-        run.update_info(
-            timings={"search_s": previous + summary.seconds},
-            search={"workers": search.workers, "engine": "ray", "sampler": search.sampler, "ray_address": address},
-        )
-        return summary
-    finally:
-        guard.__exit__(None, None, None)
+    ray_search = search.model_copy(update={"engine": "ray"})
+    return finish_search(run, study, ray_search, time.perf_counter() - start, recovered, ray_address=address)
 
 
 def _trial_dirname(trial: Any) -> str:

@@ -23,6 +23,7 @@ import os
 import socket
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,12 +50,14 @@ __all__ = [
     "constraint_values",
     "count_candidates",
     "fail_candidate",
+    "finish_search",
     "make_sampler",
     "make_storage",
     "open_study",
     "records_from_study",
     "recover_interrupted",
     "run_search",
+    "search_session",
     "show_progress",
     "tell_candidate",
     "with_overrides",
@@ -337,6 +340,47 @@ class SearchSummary:
     recovered: int
 
 
+@contextlib.contextmanager
+def search_session(run: RunDir, search: SearchConfig) -> Iterator[tuple[optuna.Study, int]]:
+    """Hold the run's search lock, open its study and recover interrupted trials; on exit, write trials.csv.
+
+    Yields the study and how many interrupted trials were failed and re-enqueued. Shared by both engines.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(
+                exclusive_lock(run.lock_path("search"), blocking=False, what=f"another search is running on {run.root}")
+            )
+        except LockHeldError as err:
+            raise UsageError(str(err)) from None
+        study = open_study(make_storage(run, search), search)
+        try:
+            yield study, recover_interrupted(study)
+        finally:
+            write_trials_csv(records_from_study(study), run.trials_csv)
+
+
+def finish_search(
+    run: RunDir, study: optuna.Study, search: SearchConfig, seconds: float, recovered: int, **info: Any
+) -> SearchSummary:
+    """The summary of a finished search, with its time added to run.json."""
+    trials_now = study.get_trials(deepcopy=False)
+    summary = SearchSummary(
+        complete=sum(t.state == TrialState.COMPLETE and "duplicate_of" not in t.user_attrs for t in trials_now),
+        failed=sum(t.state == TrialState.FAIL for t in trials_now),
+        duplicates=sum("duplicate_of" in t.user_attrs for t in trials_now),
+        seconds=seconds,
+        workers=search.workers,
+        recovered=recovered,
+    )
+    previous = run.read_info().get("timings", {}).get("search_s", 0.0)
+    run.update_info(
+        timings={"search_s": previous + seconds},
+        search={"workers": search.workers, "engine": search.engine, "sampler": search.sampler, **info},
+    )
+    return summary
+
+
 def run_search(run: RunDir, *, trials: int | None = None, workers: int | None = None, progress: bool = True) -> SearchSummary:
     """Search until ``trials`` distinct candidates are finished (resuming what the run already has)."""
     from tqdm import tqdm
@@ -345,15 +389,7 @@ def run_search(run: RunDir, *, trials: int | None = None, workers: int | None = 
     search = with_overrides(cfg.search, target=trials, workers=workers)
     run.require_supernet()
     start = time.perf_counter()
-    try:
-        guard = exclusive_lock(run.lock_path("search"), blocking=False, what=f"another search is running on {run.root}")
-        guard.__enter__()
-    except LockHeldError as err:
-        raise UsageError(str(err)) from None
-    try:
-        storage = make_storage(run, search)
-        study = open_study(storage, search)
-        recovered = recover_interrupted(study)
+    with search_session(run, search) as (study, recovered):
         complete, _ = count_candidates(study)
         bar = tqdm(total=search.trials, initial=min(complete, search.trials), desc="search", unit="cand", disable=not progress, dynamic_ncols=True)
         try:
@@ -364,21 +400,7 @@ def run_search(run: RunDir, *, trials: int | None = None, workers: int | None = 
                     _run_processes(run, search, study, bar)
         finally:
             bar.close()
-            write_trials_csv(records_from_study(study), run.trials_csv)
-        trials_now = study.get_trials(deepcopy=False)
-        summary = SearchSummary(
-            complete=sum(t.state == TrialState.COMPLETE and "duplicate_of" not in t.user_attrs for t in trials_now),
-            failed=sum(t.state == TrialState.FAIL for t in trials_now),
-            duplicates=sum("duplicate_of" in t.user_attrs for t in trials_now),
-            seconds=time.perf_counter() - start,
-            workers=search.workers,
-            recovered=recovered,
-        )
-        previous = run.read_info().get("timings", {}).get("search_s", 0.0)
-        run.update_info(timings={"search_s": previous + summary.seconds}, search={"workers": search.workers, "engine": search.engine, "sampler": search.sampler})
-        return summary
-    finally:
-        guard.__exit__(None, None, None)
+    return finish_search(run, study, search.model_copy(update={"engine": "optuna"}), time.perf_counter() - start, recovered)
 
 
 def show_progress(bar: Any, study: optuna.Study) -> None:
