@@ -56,6 +56,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         backend=args.backend,
         threads=args.threads,
         repeats=args.repeats,
+        latency_table=args.latency_table,
         as_json=args.json,
     )
     return run_profile(request)
@@ -186,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("eager", "onnxruntime"), default="eager", help="latency backend")
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("--repeats", type=_positive_int, default=None, help="timed runs (default: adaptive)")
+    p.add_argument(
+        "--latency-table",
+        metavar="DIR",
+        help="predict the latency from the space's per-block latency table in DIR (measured there on first use)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_profile)
 

@@ -152,6 +152,8 @@ def report_run(run: RunDir, budgets: dict[str, float] | None = None) -> Path:
         run_info["export"] = info["export"]
     if "winner_profile" in info:
         run_info["winner_profile"] = info["winner_profile"]
+    if "latency_table" in info:
+        run_info["latency_table"] = info["latency_table"]
     paths = write_report(run.root, records, budgets=budgets, run_info=run_info)
     return Path(paths.markdown)
 
@@ -211,6 +213,7 @@ def export_run(run: RunDir, *, trial: int | None = None, out: Path | None = None
     profile = profile_model(
         model, space.input_shape(1, arch)[1:], threads=cfg.search.latency_threads, guidelines=True, energy=True
     )
+    table_info = _latency_table_check(run, space, arch, cfg, profile.latency.median_ms if profile.latency else math.nan)
     summary = {
         "trial": record.trial,
         "arch_id": arch.arch_id,
@@ -223,10 +226,39 @@ def export_run(run: RunDir, *, trial: int | None = None, out: Path | None = None
         "check": _plain(check),
     }
     (stem.with_suffix(".export.json")).write_text(json.dumps(summary, indent=2, default=str))
-    run.update_info(export=summary, winner_profile=profile.to_dict())
+    run.update_info(export=summary, winner_profile=profile.to_dict(), latency_table=table_info)
     if not math.isclose(accuracy, record.accuracy, abs_tol=1e-9):
         print(f"warning: accuracy now {accuracy:.4f} differs from the search's {record.accuracy:.4f}")
     return summary
+
+
+def _latency_table_check(run: RunDir, space: Any, arch: Any, cfg: RunConfig, measured_ms: float) -> dict[str, Any]:
+    """The run's latency table (built on first use) and its prediction for the winner against the measurement."""
+    import warnings
+
+    from nas.latency_table import TABLE_NAME, load_or_build, predict_latency
+
+    search = cfg.search
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*noisy", category=RuntimeWarning)
+        table = load_or_build(
+            run.root,
+            space,
+            device=search.device,
+            threads=search.latency_threads,
+            batch_size=search.latency_batch_size,
+            backend=search.latency_backend,
+        )
+        predicted = predict_latency(table, space, arch)
+    return {
+        "path": str(run.root / TABLE_NAME),
+        "entries": len(table.entries),
+        "statistic": table.statistic,
+        "overhead_ms": table.overhead_ms,
+        "winner_predicted_ms": predicted,
+        "winner_measured_ms": measured_ms,
+        "winner_relative_error": predicted / measured_ms - 1 if measured_ms > 0 else math.nan,
+    }
 
 
 def _plain(obj: Any) -> Any:

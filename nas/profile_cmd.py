@@ -34,6 +34,7 @@ class ProfileRequest:
     backend: str = "eager"
     threads: int | None = None
     repeats: int | None = None
+    latency_table: str | None = None  # a directory holding (or to hold) the space's latency table
     as_json: bool = False
 
 
@@ -90,7 +91,9 @@ def load_user_model(spec: str) -> nn.Module:
     return model
 
 
-def _space_model(request: ProfileRequest) -> tuple[nn.Module, tuple[int, int, int, int], dict[str, Any]]:
+def _space_model(
+    request: ProfileRequest,
+) -> tuple[nn.Module, tuple[int, int, int, int], dict[str, Any], SearchSpace, Architecture]:
     from search_spaces import get_space, get_space_class
 
     assert request.space is not None
@@ -118,19 +121,21 @@ def _space_model(request: ProfileRequest) -> tuple[nn.Module, tuple[int, int, in
     if request.in_channels is not None and request.in_channels != shape[1]:
         raise UsageError(f"--in-channels {request.in_channels} differs from the space's {shape[1]}; omit it")
     subject = {"space": space.name, "arch": arch.to_dict(), "arch_id": arch.arch_id, "preset": request.preset}
-    return model, shape, subject
+    return model, shape, subject, space, arch
 
 
 def run_profile(request: ProfileRequest) -> int:
+    space_arch: tuple[SearchSpace, Architecture] | None = None
     if request.model is not None:
-        if request.preset or request.arch or request.layout:
-            raise UsageError("--preset, --arch and --layout go with --space, not with --model")
+        if request.preset or request.arch or request.layout or request.latency_table:
+            raise UsageError("--preset, --arch, --layout and --latency-table go with --space, not with --model")
         model = load_user_model(request.model)
         side = request.input_size or 224
         shape = (request.batch_size, request.in_channels or 3, side, side)
         subject: dict[str, Any] = {"model": request.model}
     else:
-        model, shape, subject = _space_model(request)
+        model, shape, subject, space, arch = _space_model(request)
+        space_arch = (space, arch)
     if request.device == "cuda":
         import torch
 
@@ -153,12 +158,42 @@ def run_profile(request: ProfileRequest) -> int:
     except ValueError as err:
         raise UsageError(str(err)) from None
     result = {**subject, "input_shape": list(shape), **profile.to_dict()}
+    if request.latency_table is not None and space_arch is not None:
+        result["latency_table"] = _table_prediction(request, space_arch[0], space_arch[1], shape, profile)
     if request.as_json:
         result.pop("layers", None)
         print(json.dumps(result, indent=2))
     else:
         _print_human(result)
     return 0
+
+
+def _table_prediction(
+    request: ProfileRequest, space: SearchSpace, arch: Architecture, shape: tuple[int, ...], profile: Any
+) -> dict[str, Any]:
+    """The latency table of the space in ``--latency-table DIR`` (built there on first use) and its prediction."""
+    from nas.latency_table import TABLE_NAME, load_or_build, predict_latency
+
+    if shape[2] != space.resolution(arch):
+        raise UsageError("--latency-table predicts at the space's own input size; leave out --input-size")
+    table = load_or_build(
+        request.latency_table or ".",
+        space,
+        device=request.device,
+        threads=request.threads or 1,
+        batch_size=request.batch_size,
+        backend=request.backend,
+    )
+    predicted = predict_latency(table, space, arch)
+    measured = profile.latency.median_ms if profile.latency is not None else float("nan")
+    return {
+        "path": str(Path(request.latency_table or ".") / TABLE_NAME),
+        "entries": len(table.entries),
+        "overhead_ms": table.overhead_ms,
+        "predicted_ms": predicted,
+        "measured_ms": measured,
+        "relative_error": predicted / measured - 1 if measured > 0 else None,
+    }
 
 
 def _print_human(result: dict[str, Any]) -> None:
@@ -178,5 +213,12 @@ def _print_human(result: dict[str, Any]) -> None:
     energy = result.get("energy_mj")
     if energy:
         print(f"  energy_mj            {energy['value']:10.4f} (source: {energy['source']})")
-    for finding in result.get("guidelines") or []:
+    table = result.get("latency_table")
+    if table:
+        print(f"  latency table        {table['predicted_ms']:10.3f} ms predicted ({table['entries']} blocks, {table['path']})")
+    findings = result.get("guidelines") or []
+    warned = [f for f in findings if f.get("severity") == "warning"]
+    for finding in warned:
         print(f"  [{finding.get('guideline')}] {finding.get('message')}")
+    if len(findings) > len(warned):
+        print(f"  ({len(findings) - len(warned)} more guideline findings at info level: see --json)")

@@ -105,3 +105,15 @@ def test_bad_config_key_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
     cfg.write_text("search:\n  budgets: {latency_ms: -3}\n")
     code = main(["run", "--config", str(cfg), "--out", str(tmp_path / "run")])
     _usage_error(subprocess.CompletedProcess([], code, "", capsys.readouterr().err), "latency_ms")
+
+
+def test_profile_with_a_latency_table(tmp_path: Path) -> None:
+    arch = json.dumps({f"layer_{i}": "shuffle5" for i in range(7)})
+    args = ["profile", "--space", "shufflenet", "--layout", "small", "--arch", arch, "--threads", "1", "--json"]
+    result = _nas(*args, "--latency-table", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    table = json.loads(result.stdout)["latency_table"]
+    assert (tmp_path / "latency_table.json").is_file() and table["entries"] > 0
+    assert table["predicted_ms"] > 0 and table["measured_ms"] > 0
+    # The prediction is in the measurement's range (the benchmark checks +/-10% on 50 architectures).
+    assert 0.5 < table["predicted_ms"] / table["measured_ms"] < 2.0
