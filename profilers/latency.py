@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
 __all__ = ["BACKENDS", "DTYPES", "LatencyResult", "collect_samples", "cpu_name", "device_name", "latency_from_samples", "measure_latency"]
 
@@ -381,6 +381,20 @@ def _check_positive(name: str, value: int, minimum: int = 1) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def _check_request(
+    model: object, input_shape: Sequence[int], device: str, backend: str, dtype: str | torch.dtype
+) -> tuple[torch.device, str, torch.dtype, tuple[int, ...]]:
+    """Validate what every measurement takes: a module, a per-sample input shape, a device, backend and dtype."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    dev = _check_device(device, backend)
+    dtype_name, torch_dtype = _check_dtype(dtype, backend)
+    shape = tuple(input_shape)
+    if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+        raise ValueError(f"input_shape must be a non-empty sequence of positive ints (no batch dim), got {shape!r}")
+    return dev, dtype_name, torch_dtype, shape
+
+
 def measure_latency(
     model: nn.Module,
     input_shape: tuple[int, ...] | list[int],
@@ -408,13 +422,7 @@ def measure_latency(
     ``cudnn_benchmark`` and ``allow_tf32`` (CUDA only) are left as they are when ``None``. The input is drawn
     from a generator seeded with ``seed``. The caller's model is not moved, cast or left in eval mode.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    dev = _check_device(device, backend)
-    dtype_name, torch_dtype = _check_dtype(dtype, backend)
-    shape = tuple(input_shape)
-    if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-        raise ValueError(f"input_shape must be a non-empty sequence of positive ints (no batch dim), got {shape!r}")
+    dev, dtype_name, torch_dtype, shape = _check_request(model, input_shape, device, backend, dtype)
     _check_positive("batch_size", batch_size)
     _check_positive("repeats", repeats)
     _check_positive("warmup", warmup, minimum=0)

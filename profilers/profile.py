@@ -18,7 +18,7 @@ from profilers._layers import LayerRecord
 from profilers.counts import count_all
 from profilers.energy import EnergyResult, energy_per_inference
 from profilers.guidelines import Finding, audit
-from profilers.latency import LatencyResult, _check_device, _check_dtype, _prepared, _torch_threads
+from profilers.latency import LatencyResult, _check_request, _prepared, _torch_threads
 from profilers.latency import measure_latency as _measure_latency
 
 if TYPE_CHECKING:
@@ -169,13 +169,7 @@ def profile_model(
     ``threads`` (default: the current ``torch.get_num_threads()``) is used for every timed part and restored.
     The caller's model is neither moved, cast nor left in eval mode.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    dev = _check_device(device, backend)
-    dtype_name, torch_dtype = _check_dtype(dtype, backend)
-    shape = tuple(input_shape)
-    if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
-        raise ValueError(f"input_shape must be a non-empty sequence of positive ints (no batch dim), got {shape!r}")
+    dev, dtype_name, torch_dtype, shape = _check_request(model, input_shape, device, backend, dtype)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if threads is None:
