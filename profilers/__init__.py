@@ -14,18 +14,23 @@ from profilers.counts import (
 )
 from profilers.energy import EnergyResult, energy_per_inference, model_energy
 from profilers.guidelines import Finding, GuidelineReport, audit, find_blocks
-from profilers.latency import BACKENDS, DTYPES, LatencyResult, cpu_name, device_name, measure_latency
-from profilers.lut import STATISTICS, LatencyEntry, LatencyTable
+from profilers.latency import BACKENDS, DTYPES, TIMING_OPTIONS, measure_latency, time_onnx_session, timing_options
+from profilers.lut import STATISTICS, LatencyEntry, LatencyTable, fit_line
+from profilers.onnx import ExportInfo, check_model_and_batch, eval_mode, export_onnx, model_device, onnx_session
 from profilers.profile import Profile, profile_model
+from profilers.threads import child_thread_environment, configure_worker_threads, torch_threads
+from profilers.timing import LatencyResult, collect_samples, cpu_name, device_name, gc_paused, latency_from_samples
 
 __all__ = [
     "BACKENDS",
     "DTYPES",
     "LAYER_KINDS",
     "STATISTICS",
+    "TIMING_OPTIONS",
     "ConvInfo",
     "Counts",
     "EnergyResult",
+    "ExportInfo",
     "Finding",
     "GuidelineReport",
     "LatencyEntry",
@@ -34,7 +39,11 @@ __all__ = [
     "LayerRecord",
     "Profile",
     "audit",
+    "check_model_and_batch",
+    "child_thread_environment",
     "collect_layers",
+    "collect_samples",
+    "configure_worker_threads",
     "count_all",
     "count_elementwise_ops",
     "count_memory_access_bytes",
@@ -43,8 +52,18 @@ __all__ = [
     "cpu_name",
     "device_name",
     "energy_per_inference",
+    "eval_mode",
+    "export_onnx",
     "find_blocks",
+    "fit_line",
+    "gc_paused",
+    "latency_from_samples",
     "measure_latency",
+    "model_device",
     "model_energy",
+    "onnx_session",
     "profile_model",
+    "time_onnx_session",
+    "timing_options",
+    "torch_threads",
 ]

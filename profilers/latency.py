@@ -32,24 +32,37 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import gc
-import math
-import os
-import platform
+import inspect
 import tempfile
 import time
-import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+from profilers.onnx import export_onnx, onnx_session
+from profilers.threads import torch_threads
+from profilers.timing import LatencyResult, collect_samples, cpu_name, device_name, latency_from_samples, load_average
 
-__all__ = ["BACKENDS", "DTYPES", "LatencyResult", "collect_samples", "cpu_name", "device_name", "latency_from_samples", "measure_latency"]
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+
+    import numpy as np
+    import onnxruntime as ort
+
+__all__ = [
+    "BACKENDS",
+    "DTYPES",
+    "TIMING_OPTIONS",
+    "check_device",
+    "check_dtype",
+    "check_request",
+    "measure_latency",
+    "prepared_model",
+    "time_onnx_session",
+    "timing_options",
+]
 
 BACKENDS: tuple[str, ...] = ("eager", "onnxruntime")
 DTYPES: dict[str, torch.dtype] = {
@@ -60,100 +73,7 @@ DTYPES: dict[str, torch.dtype] = {
 }
 
 
-@dataclass(frozen=True)
-class LatencyResult:
-    """Latency of one inference of ``batch_size`` inputs, in milliseconds, with everything needed to trust it."""
-
-    median_ms: float
-    p10_ms: float
-    p90_ms: float
-    iqr_ms: float
-    mean_ms: float
-    min_ms: float
-    repeats: int
-    warmup: int
-    runs_per_sample: int
-    device: str
-    device_name: str
-    backend: str
-    threads: int
-    batch_size: int
-    dtype: str
-    input_shape: tuple[int, ...]
-    noisy: bool
-    relative_spread: float
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["input_shape"] = list(self.input_shape)
-        data["settings"] = dict(self.settings)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LatencyResult:
-        return cls(
-            median_ms=float(data["median_ms"]),
-            p10_ms=float(data["p10_ms"]),
-            p90_ms=float(data["p90_ms"]),
-            iqr_ms=float(data["iqr_ms"]),
-            mean_ms=float(data["mean_ms"]),
-            min_ms=float(data["min_ms"]),
-            repeats=int(data["repeats"]),
-            warmup=int(data["warmup"]),
-            runs_per_sample=int(data["runs_per_sample"]),
-            device=str(data["device"]),
-            device_name=str(data["device_name"]),
-            backend=str(data["backend"]),
-            threads=int(data["threads"]),
-            batch_size=int(data["batch_size"]),
-            dtype=str(data["dtype"]),
-            input_shape=tuple(int(v) for v in data["input_shape"]),
-            noisy=bool(data["noisy"]),
-            relative_spread=float(data["relative_spread"]),
-            settings=dict(data.get("settings", {})),
-        )
-
-
-def cpu_name() -> str:
-    """The CPU model (``model name`` of ``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown cpu"
-
-
-def device_name(device: str) -> str:
-    """Human-readable name of ``device`` (``cpu``, ``cuda`` or ``cuda:N``)."""
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev.index if dev.index is not None else torch.cuda.current_device())
-    return cpu_name()
-
-
-def _load_average() -> float | None:
-    """The 1-minute load average when the platform has one: a busy machine explains a noisy figure."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
-
-
-def _percentile(ordered: list[float], q: float) -> float:
-    """Linearly interpolated percentile (numpy's default) of an already sorted list."""
-    if not ordered:
-        raise ValueError("cannot take a percentile of no samples")
-    pos = (len(ordered) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def _check_device(device: str, backend: str) -> torch.device:
+def check_device(device: str, backend: str) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -175,7 +95,7 @@ def _check_device(device: str, backend: str) -> torch.device:
     return dev
 
 
-def _check_dtype(dtype: str | torch.dtype, backend: str) -> tuple[str, torch.dtype]:
+def check_dtype(dtype: str | torch.dtype, backend: str) -> tuple[str, torch.dtype]:
     if isinstance(dtype, torch.dtype):
         names = {v: k for k, v in DTYPES.items()}
         if dtype not in names:
@@ -188,27 +108,6 @@ def _check_dtype(dtype: str | torch.dtype, backend: str) -> tuple[str, torch.dty
     if backend == "onnxruntime" and name != "float32":
         raise ValueError(f"backend 'onnxruntime' measures dtype 'float32' only, got {name!r}")
     return name, DTYPES[name]
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @contextlib.contextmanager
@@ -242,7 +141,7 @@ def _cuda_flags(cudnn_benchmark: bool | None, allow_tf32: bool | None) -> Iterat
 
 
 @contextlib.contextmanager
-def _prepared(model: nn.Module, dev: torch.device, dtype: torch.dtype) -> Iterator[nn.Module]:
+def prepared_model(model: nn.Module, dev: torch.device, dtype: torch.dtype) -> Iterator[nn.Module]:
     """The model in eval mode on ``dev`` in ``dtype``; the caller's model is never moved or cast.
 
     A copy is made only when some floating parameter or buffer is on another device or dtype. Training flags
@@ -258,36 +157,6 @@ def _prepared(model: nn.Module, dev: torch.device, dtype: torch.dtype) -> Iterat
     finally:
         for module, mode in saved:
             module.training = mode
-
-
-def _collect(
-    run_block: Callable[[int], float],
-    *,
-    warmup: int,
-    warmup_time_s: float,
-    repeats: int,
-    min_time_s: float,
-    runs_per_sample: int | None,
-    target_sample_s: float,
-) -> tuple[list[float], int]:
-    """Warm up, choose the block size, and return the per-run times (ms) of the samples and the block size.
-
-    ``run_block(k)`` runs the model ``k`` times back to back and returns the elapsed time in milliseconds.
-    """
-    start = time.perf_counter()
-    done = 0
-    while done < warmup or time.perf_counter() - start < warmup_time_s:
-        run_block(1)
-        done += 1
-    if runs_per_sample is None:
-        probe = sorted(run_block(1) for _ in range(5))
-        single_ms = max(probe[len(probe) // 2], 1e-6)
-        runs_per_sample = max(1, min(1000, round(target_sample_s * 1000.0 / single_ms)))
-    samples: list[float] = []
-    start = time.perf_counter()
-    while len(samples) < repeats or time.perf_counter() - start < min_time_s:
-        samples.append(run_block(runs_per_sample) / runs_per_sample)
-    return samples, runs_per_sample
 
 
 def _eager_cpu_block(model: nn.Module, x: torch.Tensor) -> Callable[[int], float]:
@@ -314,57 +183,28 @@ def _eager_cuda_block(model: nn.Module, x: torch.Tensor) -> Callable[[int], floa
     return run_block
 
 
-def _export_onnx(model: nn.Module, example: torch.Tensor) -> tuple[bytes, str, str]:
-    """ONNX bytes of ``model``, the exporter used and, if it fell back, why the dynamo export failed."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            program = torch.onnx.export(model, (example,), None, dynamo=True, external_data=False, verbose=False)
-            if program is None:
-                raise RuntimeError("torch.onnx.export returned no program")
-            return program.model_proto.SerializeToString(), "dynamo", ""
-        except Exception as exc:  # the dynamo exporter fails in many ways; the fallback is recorded
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "model.onnx"
-            torch.onnx.export(model, (example,), path, dynamo=False, verbose=False)
-            return path.read_bytes(), "torchscript", reason
-
-
 def _onnxruntime_block(
     model: nn.Module, x: torch.Tensor, dev: torch.device, threads: int, settings: dict[str, Any]
 ) -> Callable[[int], float]:
     import onnxruntime as ort
 
-    onnx_bytes, exporter, fallback_reason = _export_onnx(model, x)
-    if dev.type == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ValueError(
-                "device='cuda' with backend 'onnxruntime' needs CUDAExecutionProvider; available here: "
-                f"{ort.get_available_providers()}"
-            )
-        providers: list[Any] = [("CUDAExecutionProvider", {"device_id": dev.index or 0}), "CPUExecutionProvider"]
-    else:
-        providers = ["CPUExecutionProvider"]
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(onnx_bytes, sess_options=options, providers=providers)
+    with tempfile.TemporaryDirectory(prefix="nas-latency-") as folder:
+        info = export_onnx(model, x, Path(folder) / "model.onnx", dynamic_batch=False)
+        session = onnx_session(info.path, threads, device=str(dev))
+    options = session.get_session_options()
     settings.update(
         {
-            "exporter": exporter,
+            "exporter": info.exporter,
             "onnxruntime_version": ort.__version__,
             "execution_provider": session.get_providers()[0],
             "intra_op_num_threads": threads,
-            "inter_op_num_threads": 1,
+            "inter_op_num_threads": int(options.inter_op_num_threads),
             "graph_optimization_level": str(options.graph_optimization_level).split(".")[-1],
             "execution_mode": str(options.execution_mode).split(".")[-1],
         }
     )
-    if fallback_reason:
-        settings["dynamo_export_error"] = fallback_reason
+    if info.dynamo_error:
+        settings["dynamo_export_error"] = info.dynamo_error
     feed = {session.get_inputs()[0].name: x.detach().cpu().numpy()}
 
     def run_block(k: int) -> float:
@@ -381,14 +221,14 @@ def _check_positive(name: str, value: int, minimum: int = 1) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _check_request(
+def check_request(
     model: object, input_shape: Sequence[int], device: str, backend: str, dtype: str | torch.dtype
 ) -> tuple[torch.device, str, torch.dtype, tuple[int, ...]]:
     """Validate what every measurement takes: a module, a per-sample input shape, a device, backend and dtype."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    dev = _check_device(device, backend)
-    dtype_name, torch_dtype = _check_dtype(dtype, backend)
+    dev = check_device(device, backend)
+    dtype_name, torch_dtype = check_dtype(dtype, backend)
     shape = tuple(input_shape)
     if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
         raise ValueError(f"input_shape must be a non-empty sequence of positive ints (no batch dim), got {shape!r}")
@@ -422,7 +262,7 @@ def measure_latency(
     ``cudnn_benchmark`` and ``allow_tf32`` (CUDA only) are left as they are when ``None``. The input is drawn
     from a generator seeded with ``seed``. The caller's model is not moved, cast or left in eval mode.
     """
-    dev, dtype_name, torch_dtype, shape = _check_request(model, input_shape, device, backend, dtype)
+    dev, dtype_name, torch_dtype, shape = check_request(model, input_shape, device, backend, dtype)
     _check_positive("batch_size", batch_size)
     _check_positive("repeats", repeats)
     _check_positive("warmup", warmup, minimum=0)
@@ -443,7 +283,7 @@ def measure_latency(
         "torch_version": torch.__version__,
         "interop_threads": torch.get_num_interop_threads(),
         "timer": "cuda_event" if dev.type == "cuda" and backend == "eager" else "perf_counter",
-        "load_average_1min": _load_average(),
+        "load_average_1min": load_average(),
     }
     cuda_flags: contextlib.AbstractContextManager[dict[str, Any]] = (
         _cuda_flags(cudnn_benchmark, allow_tf32) if dev.type == "cuda" else contextlib.nullcontext({})
@@ -451,10 +291,10 @@ def measure_latency(
     # CUDA events are recorded on the current stream of the current device: make it the measured device.
     device_context = torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
     with (
-        _torch_threads(threads),
+        torch_threads(threads),
         device_context,
         cuda_flags as flag_settings,
-        _prepared(model, dev, torch_dtype) as ready,
+        prepared_model(model, dev, torch_dtype) as ready,
         torch.inference_mode(),
     ):
         settings.update(flag_settings or {})
@@ -465,16 +305,15 @@ def measure_latency(
             run_block = _eager_cuda_block(ready, x)
         else:
             run_block = _eager_cpu_block(ready, x)
-        with _gc_paused():
-            samples, block = _collect(
-                run_block,
-                warmup=warmup,
-                warmup_time_s=warmup_time_s,
-                repeats=repeats,
-                min_time_s=min_time_s,
-                runs_per_sample=runs_per_sample,
-                target_sample_s=target_sample_s,
-            )
+        samples, block = collect_samples(
+            run_block,
+            warmup=warmup,
+            warmup_time_s=warmup_time_s,
+            repeats=repeats,
+            min_time_s=min_time_s,
+            runs_per_sample=runs_per_sample,
+            target_sample_s=target_sample_s,
+        )
 
     return latency_from_samples(
         samples,
@@ -492,83 +331,80 @@ def measure_latency(
     )
 
 
-def collect_samples(
-    run_block: Callable[[int], float],
-    *,
-    warmup: int,
-    warmup_time_s: float,
-    repeats: int,
-    min_time_s: float,
-    runs_per_sample: int | None,
-    target_sample_s: float,
-) -> tuple[list[float], int]:
-    """Time ``run_block(k)`` (k runs, returns elapsed ms) as ``measure_latency`` does, garbage collection paused.
-
-    Returns the samples (ms per run) and the runs per sample. For timing something this module does not run.
-    """
-    with _gc_paused():
-        return _collect(
-            run_block,
-            warmup=warmup,
-            warmup_time_s=warmup_time_s,
-            repeats=repeats,
-            min_time_s=min_time_s,
-            runs_per_sample=runs_per_sample,
-            target_sample_s=target_sample_s,
-        )
+# The timing options of measure_latency that also apply to an ONNX Runtime session.
+TIMING_OPTIONS: tuple[str, ...] = (
+    "warmup",
+    "warmup_time_s",
+    "repeats",
+    "min_time_s",
+    "target_sample_s",
+    "noisy_threshold",
+)
 
 
-def latency_from_samples(
-    samples: list[float],
-    *,
-    runs_per_sample: int,
-    warmup: int,
-    device: str,
-    device_name: str,
-    backend: str,
-    threads: int,
-    batch_size: int,
-    dtype: str,
-    input_shape: tuple[int, ...],
-    settings: dict[str, Any],
-    noisy_threshold: float = 0.1,
+def timing_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``options`` over the defaults of ``measure_latency``, so both backends are timed the same way."""
+    given = dict(options or {})
+    unknown = sorted(set(given) - set(TIMING_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown latency option(s) {unknown}; allowed: {', '.join(TIMING_OPTIONS)}")
+    defaults = inspect.signature(measure_latency).parameters
+    return {name: given.get(name, defaults[name].default) for name in TIMING_OPTIONS}
+
+
+def time_onnx_session(
+    session: ort.InferenceSession, batch: np.ndarray, *, options: Mapping[str, Any] | None = None
 ) -> LatencyResult:
-    """Median, percentiles and spread of timed samples (ms per run), warning when they are too noisy to trust.
+    """Latency of ``session.run`` on ``batch``, with the warm-up, sampling and statistics of ``measure_latency``.
 
-    Shared by every backend, and by code timing something this module did not build (an existing ONNX file).
+    ``profilers.latency.measure_latency`` times a model it exports itself; this times an existing session (the
+    file that is shipped). ``options``: any of :data:`TIMING_OPTIONS`, defaulting to ``measure_latency``'s.
+    The thread count is the session's ``intra_op_num_threads``.
     """
-    if not samples:
-        raise ValueError("no latency samples to summarise")
-    ordered = sorted(samples)
-    median = _percentile(ordered, 50)
-    iqr = _percentile(ordered, 75) - _percentile(ordered, 25)
-    spread = iqr / median if median > 0 else math.inf
-    noisy = spread > noisy_threshold
-    if noisy:
-        warnings.warn(
-            f"latency measurement is noisy: IQR/median = {spread:.1%} > {noisy_threshold:.0%} "
-            f"(median {median:.4f} ms over {len(samples)} samples, {backend}); close other work or raise repeats",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return LatencyResult(
-        median_ms=median,
-        p10_ms=_percentile(ordered, 10),
-        p90_ms=_percentile(ordered, 90),
-        iqr_ms=iqr,
-        mean_ms=sum(samples) / len(samples),
-        min_ms=ordered[0],
-        repeats=len(samples),
+    import onnxruntime as ort
+
+    opts = timing_options(options)
+    warmup, noisy_threshold = int(opts["warmup"]), float(opts["noisy_threshold"])
+    if warmup < 0 or opts["repeats"] < 1 or opts["min_time_s"] < 0 or opts["warmup_time_s"] < 0:
+        raise ValueError(f"latency options must be >= 0 (repeats >= 1), got {opts}")
+    if opts["target_sample_s"] <= 0:
+        raise ValueError(f"target_sample_s must be > 0, got {opts['target_sample_s']}")
+    feed = {session.get_inputs()[0].name: batch}
+    threads = int(session.get_session_options().intra_op_num_threads)
+
+    def run_block(k: int) -> float:
+        t0 = time.perf_counter_ns()
+        for _ in range(k):
+            session.run(None, feed)
+        return (time.perf_counter_ns() - t0) / 1e6
+
+    samples, block = collect_samples(
+        run_block,
         warmup=warmup,
-        runs_per_sample=runs_per_sample,
-        device=device,
-        device_name=device_name,
-        backend=backend,
+        warmup_time_s=float(opts["warmup_time_s"]),
+        repeats=int(opts["repeats"]),
+        min_time_s=float(opts["min_time_s"]),
+        runs_per_sample=None,
+        target_sample_s=float(opts["target_sample_s"]),
+    )
+    return latency_from_samples(
+        samples,
+        runs_per_sample=block,
+        warmup=warmup,
+        device="cpu",
+        device_name=cpu_name(),
+        backend="onnxruntime",
         threads=threads,
-        batch_size=batch_size,
-        dtype=dtype,
-        input_shape=input_shape,
-        noisy=noisy,
-        relative_spread=spread,
-        settings=settings,
+        batch_size=int(batch.shape[0]),
+        dtype=str(batch.dtype),
+        input_shape=tuple(int(s) for s in batch.shape[1:]),
+        noisy_threshold=noisy_threshold,
+        settings={
+            "onnxruntime_version": ort.__version__,
+            "execution_provider": session.get_providers()[0],
+            "intra_op_num_threads": threads,
+            "inter_op_num_threads": int(session.get_session_options().inter_op_num_threads),
+            "timer": "perf_counter",
+            "source": "existing ONNX file",
+        },
     )

@@ -1,10 +1,13 @@
 """Latency lookup table: predict a network's latency from separately measured blocks.
 
-A network built as a chain of blocks (the search spaces of this project are) is predicted as the sum of its
-blocks' measured latencies plus a per-network overhead (input handling, module dispatch and cache effects that no
-single block sees), fitted on a few calibration networks measured end to end as the mean of
-``measured - sum of blocks``. Blocks are keyed by a caller-chosen string (e.g. ``"shuffle_k3_c116_s1"``) and the
-shape of their input; each is measured once and reused across networks.
+A network built as a chain of blocks (the search spaces of this project are) is predicted as
+``block_scale * (sum of its blocks' measured latencies) + overhead_ms``: the overhead is what no single block
+sees (input handling, module dispatch, the network's own ``forward``), the scale the context effect that grows
+with the network (blocks timed alone run with hot caches). Both are fitted on a few calibration networks
+measured end to end (:func:`fit_line`): the overhead is the median residual, so one disturbed network does not
+drag the fit, and the scale (only when ``fit_scale``) the Theil-Sen slope. Blocks are keyed by a caller-chosen
+string (e.g. ``"shuffle_k3_c116_s1"``) and the shape of their input; each is measured once and reused. This is
+the one table of the project: ``nas`` fills it with a search space's blocks, and saves it atomically here.
 
 A table is only valid where it was measured: it records the device, its name, the backend, threads, batch size and
 dtype, and :meth:`LatencyTable.load` refuses a table measured under another setting.
@@ -13,7 +16,9 @@ dtype, and :meth:`LatencyTable.load` refuses a table measured under another sett
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,21 +26,50 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from profilers.latency import _check_device, _check_dtype, device_name, measure_latency
+from profilers.latency import check_device, check_dtype, measure_latency
+from profilers.timing import device_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from profilers.latency import LatencyResult
+    from typing_extensions import Self
+
+    from profilers.timing import LatencyResult
 
     BlockSource = nn.Module | Callable[[], nn.Module]
     Block = tuple[str, BlockSource, Sequence[int]]
 
-__all__ = ["STATISTICS", "LatencyEntry", "LatencyTable"]
+__all__ = ["STATISTICS", "LatencyEntry", "LatencyTable", "fit_line"]
 
 STATISTICS: tuple[str, ...] = ("median", "p10", "min")
 
 _FORMAT_VERSION = 1
+
+# A slope is fitted only when the calibration sums spread by this share of their mean, and kept in these bounds.
+_MIN_RELATIVE_SPREAD = 0.05
+_SCALE_BOUNDS = (0.5, 2.0)
+
+
+def fit_line(sums: Sequence[float], measured: Sequence[float], *, slope: bool) -> tuple[float, float]:
+    """``(scale, overhead)`` of ``measured ~ scale * sums + overhead``, robust to a few disturbed networks.
+
+    The overhead is the median residual; with ``slope`` (and at least three sums spread enough to tell one)
+    the scale is the Theil-Sen estimate, the median of the pairwise slopes, kept in ``_SCALE_BOUNDS``.
+    Without calibration networks: ``(1.0, 0.0)``.
+    """
+    if not sums:
+        return 1.0, 0.0
+    scale = 1.0
+    mean_x = statistics.fmean(sums)
+    if slope and len(sums) >= 3 and mean_x > 0 and max(sums) - min(sums) >= _MIN_RELATIVE_SPREAD * mean_x:
+        pairs = [
+            (measured[j] - measured[i]) / (sums[j] - sums[i])
+            for i in range(len(sums))
+            for j in range(i + 1, len(sums))
+            if sums[j] != sums[i]
+        ]
+        scale = min(max(statistics.median(pairs), _SCALE_BOUNDS[0]), _SCALE_BOUNDS[1])
+    return scale, statistics.median(y - scale * x for x, y in zip(sums, measured))
 
 
 def _shape_text(input_shape: Sequence[int]) -> str:
@@ -104,7 +138,8 @@ class LatencyTable:
     (``repeats``, ``warmup``, ``min_time_s`` ...). ``threads`` defaults to the current
     ``torch.get_num_threads()`` and is fixed for the table's lifetime. ``statistic`` says which figure of each
     measurement the table adds up: the ``median`` (default), or the ``p10``/``min``, which follow the load of a
-    shared machine much less (every entry keeps all three; :meth:`with_statistic` switches).
+    shared machine much less (every entry keeps all three; :meth:`with_statistic` switches). ``block_scale``
+    multiplies the block sum; it is fitted only when ``fit_scale``, else 1.
     """
 
     device: str = "cpu"
@@ -117,12 +152,14 @@ class LatencyTable:
     device_name: str = ""
     entries: dict[str, LatencyEntry] = field(default_factory=dict)
     overhead_ms: float = 0.0
+    block_scale: float = 1.0
+    fit_scale: bool = False
     calibration: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        dev = _check_device(self.device, self.backend)
+        dev = check_device(self.device, self.backend)
         self.device = str(dev)
-        self.dtype, _ = _check_dtype(self.dtype, self.backend)
+        self.dtype, _ = check_dtype(self.dtype, self.backend)
         if self.threads is None:
             self.threads = torch.get_num_threads()
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
@@ -193,13 +230,13 @@ class LatencyTable:
         return sum(self.measure(key, source, shape) for key, source, shape in blocks)
 
     def predict(self, blocks: Sequence[Block]) -> float:
-        """Predicted latency (ms) of the network made of ``blocks``: their sum plus the calibrated overhead."""
-        return self.block_sum(blocks) + self.overhead_ms
+        """Predicted latency (ms) of the network made of ``blocks``: their scaled sum plus the fitted overhead."""
+        return self.block_scale * self.block_sum(blocks) + self.overhead_ms
 
     def calibrate(self, networks: Sequence[tuple[nn.Module, Sequence[int], Sequence[Block]]]) -> float:
         """Fit the per-network overhead on ``(model, input_shape, blocks)`` calibration networks.
 
-        Each model is measured end to end; the overhead is the mean of ``measured - sum of its blocks``.
+        Each model is measured end to end; the fit is :meth:`fit_overhead`'s.
         Returns the overhead in ms; the measurements (all statistics) are kept in ``calibration``.
         """
         if not networks:
@@ -218,24 +255,34 @@ class LatencyTable:
         self.calibration = records
         return self.fit_overhead()
 
-    def residuals(self) -> list[float]:
-        """``measured - sum of blocks`` (ms, under ``statistic``) of every calibration network."""
+    def calibration_sums(self) -> list[float]:
+        """The block sum (ms, under ``statistic``) of every calibration network.
+
+        A record's sum is the one timed together with the network (``block_sum_ms``) when it has one, else the
+        sum of the table's entries.
+        """
         return [
-            r["measured_ms"][self.statistic] - sum(self.entries[k].value(self.statistic) for k in r["block_keys"])
-            for r in self.calibration
+            rec["block_sum_ms"][self.statistic]
+            if "block_sum_ms" in rec
+            else sum(self.entries[k].value(self.statistic) for k in rec["block_keys"])
+            for rec in self.calibration
         ]
 
+    def residuals(self) -> list[float]:
+        """``measured - sum of blocks`` (ms, under ``statistic``) of every calibration network."""
+        return [rec["measured_ms"][self.statistic] - s for rec, s in zip(self.calibration, self.calibration_sums())]
+
     def fit_overhead(self) -> float:
-        """Set ``overhead_ms`` to the mean residual of the calibration networks (0 without any)."""
-        residuals = self.residuals()
-        self.overhead_ms = statistics.fmean(residuals) if residuals else 0.0
+        """Fit ``block_scale`` (if ``fit_scale``) and ``overhead_ms`` on the calibration networks; return the overhead."""
+        measured = [rec["measured_ms"][self.statistic] for rec in self.calibration]
+        self.block_scale, self.overhead_ms = fit_line(self.calibration_sums(), measured, slope=self.fit_scale)
         return self.overhead_ms
 
-    def with_statistic(self, statistic: str) -> LatencyTable:
+    def with_statistic(self, statistic: str) -> Self:
         """A copy of the table adding up ``statistic`` instead, its overhead refitted on the same calibration."""
         data = self.to_dict()
         data["statistic"] = statistic
-        table = LatencyTable.from_dict(data)
+        table = type(self).from_dict(data)
         table.fit_overhead()
         return table
 
@@ -260,12 +307,14 @@ class LatencyTable:
             "latency_options": dict(self.latency_options),
             "statistic": self.statistic,
             "overhead_ms": self.overhead_ms,
+            "block_scale": self.block_scale,
+            "fit_scale": self.fit_scale,
             "calibration": list(self.calibration),
             "entries": [e.to_dict() for e in self.entries.values()],
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LatencyTable:
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         if data.get("format_version") != _FORMAT_VERSION:
             raise ValueError(
                 f"latency table format_version {data.get('format_version')!r} is not supported; "
@@ -281,17 +330,31 @@ class LatencyTable:
             statistic=str(data.get("statistic", "median")),
             device_name=str(data["device_name"]),
             overhead_ms=float(data.get("overhead_ms", 0.0)),
+            block_scale=float(data.get("block_scale", 1.0)),
+            fit_scale=bool(data.get("fit_scale", False)),
             calibration=list(data.get("calibration", [])),
         )
         for raw in data.get("entries", []):
             entry = LatencyEntry.from_dict(raw)
             table.entries[cls.entry_key(entry.key, entry.input_shape)] = entry
+        table.load_extra(data)
         return table
 
+    def load_extra(self, data: dict[str, Any]) -> None:
+        """Read the fields a subclass adds from ``data`` (what its ``to_dict`` wrote); nothing here."""
+
     def save(self, path: str | Path) -> Path:
+        """Write the table as JSON atomically: a temporary file in the same folder, renamed over ``path``."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(self.to_dict(), handle, indent=1)
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
         return target
 
     @classmethod
@@ -304,7 +367,7 @@ class LatencyTable:
         threads: int | None = None,
         batch_size: int = 1,
         dtype: str = "float32",
-    ) -> LatencyTable:
+    ) -> Self:
         """Load a table for reuse under the given setting; refuse one measured under another.
 
         ``threads`` defaults to the current ``torch.get_num_threads()``. The device's name (e.g. the CPU

@@ -18,8 +18,10 @@ from profilers._layers import LayerRecord
 from profilers.counts import count_all
 from profilers.energy import EnergyResult, energy_per_inference
 from profilers.guidelines import Finding, audit
-from profilers.latency import LatencyResult, _check_request, _prepared, _torch_threads
+from profilers.latency import check_request, prepared_model
 from profilers.latency import measure_latency as _measure_latency
+from profilers.threads import torch_threads
+from profilers.timing import LatencyResult
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -169,7 +171,7 @@ def profile_model(
     ``threads`` (default: the current ``torch.get_num_threads()``) is used for every timed part and restored.
     The caller's model is neither moved, cast nor left in eval mode.
     """
-    dev, dtype_name, torch_dtype, shape = _check_request(model, input_shape, device, backend, dtype)
+    dev, dtype_name, torch_dtype, shape = check_request(model, input_shape, device, backend, dtype)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if threads is None:
@@ -184,7 +186,7 @@ def profile_model(
     energy_result: EnergyResult | None = None
     findings: list[Finding] | None = None
     summary: dict[str, Any] | None = None
-    with _torch_threads(threads), _prepared(model, dev, torch_dtype) as ready:
+    with torch_threads(threads), prepared_model(model, dev, torch_dtype) as ready:
         counts = count_all(ready, x)
         if energy:
             with torch.inference_mode():

@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from search_spaces._arch import Architecture, Scalar
+from search_spaces.validation import format_validation_error
 
 if TYPE_CHECKING:
     import optuna
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
     from search_spaces._blocks import LatencyBlock
 
-__all__ = ["Preset", "SearchSpace", "SpaceConfig", "format_validation_error"]
+__all__ = ["Preset", "SearchSpace", "SpaceConfig"]
 
 
 class SpaceConfig(BaseModel):
@@ -38,18 +39,6 @@ class SpaceConfig(BaseModel):
     input_size: int
     num_classes: int
     in_channels: int = 3
-
-
-def format_validation_error(what: str, err: ValidationError, allowed: list[str]) -> str:
-    """One line naming each bad key and what is allowed, from a pydantic error."""
-    parts = []
-    for item in err.errors():
-        loc = ".".join(str(p) for p in item["loc"]) or "(root)"
-        if item["type"] == "extra_forbidden":
-            parts.append(f"unknown key {loc!r} (allowed: {', '.join(allowed)})")
-        else:
-            parts.append(f"{loc}: {item['msg']} (got {item.get('input')!r})")
-    return f"invalid {what}: " + "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -101,8 +90,8 @@ class SearchSpace(abc.ABC):
         try:
             return cls.Config(**merged)
         except ValidationError as err:
-            allowed = ["layout", *cls.Config.model_fields]
-            raise ValueError(format_validation_error(f"{cls.name} space config", err, allowed)) from None
+            message = format_validation_error(err, cls.Config, extra_keys=["layout"])
+            raise ValueError(f"invalid {cls.name} space config: {message}") from None
 
     def config_dict(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json")

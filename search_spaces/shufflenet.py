@@ -21,7 +21,7 @@ from search_spaces._blocks import NETWORK_INPUT, BlockChain, LatencyBlock, class
 from search_spaces._shuffle_blocks import BLOCK_KINDS, BlockSpec, ShuffleBlock, conv_bn
 from search_spaces._space import Preset, SearchSpace, SpaceConfig
 
-__all__ = ["ShuffleNetConfig", "ShuffleNetSpace", "ShuffleNetV2", "decode_blocks"]
+__all__ = ["BlockSpec", "ShuffleBlock", "ShuffleNetConfig", "ShuffleNetSpace", "ShuffleNetV2", "decode_blocks"]
 
 
 class ShuffleNetConfig(SpaceConfig):

@@ -9,10 +9,11 @@ from supernet._factory import build_supernet, supported_spaces
 from supernet.bn import batch_norm_layers, recalibrate_bn
 from supernet.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_supernet, save_checkpoint
 from supernet.config import TrainConfig
-from supernet.evaluate import SubnetScore, evaluate, evaluate_subnet
+from supernet.data import make_loader
 from supernet.samplers import BudgetSampler, FairSampler, PathSampler, UniformSampler
+from supernet.scoring import SubnetScore, recalibrated_subnet, score_subnet, top1_accuracy
 from supernet.shufflenet import ShuffleNetSupernet
-from supernet.train import NonFiniteLossError, TrainResult, make_sampler, train_supernet
+from supernet.train import NonFiniteLossError, TrainResult, make_path_sampler, train_supernet
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -28,13 +29,15 @@ __all__ = [
     "UniformSampler",
     "batch_norm_layers",
     "build_supernet",
-    "evaluate",
-    "evaluate_subnet",
     "load_checkpoint",
     "load_supernet",
-    "make_sampler",
+    "make_loader",
+    "make_path_sampler",
     "recalibrate_bn",
+    "recalibrated_subnet",
     "save_checkpoint",
+    "score_subnet",
     "supported_spaces",
+    "top1_accuracy",
     "train_supernet",
 ]

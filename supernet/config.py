@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from search_spaces.validation import format_validation_error
+
 __all__ = ["RESUME_FREE_KEYS", "TrainConfig"]
 
 # Keys that may change between an interrupted run and its resumption: they do not change what is trained.
@@ -43,7 +45,7 @@ class TrainConfig(BaseModel):
     budget_metric: str = "mult_adds"  # the name of that cost, for messages and the caller's choice of cost_fn
     paths_per_step: int = Field(1, ge=1)  # paths whose gradients add up in one update (FairNAS: n)
     seed: int = 0
-    threads: int | None = Field(1, ge=1)  # torch threads while training; None: leave as is
+    threads: int | None = Field(1, ge=1)  # torch threads while training, set by the caller (nas); None: as is
     bn_recalibration: bool = True  # recompute a subnet's BN statistics before scoring it
     bn_batches: int = Field(20, ge=1)  # training batches for that
 
@@ -68,7 +70,7 @@ class TrainConfig(BaseModel):
         try:
             return cls(**dict(data or {}))
         except ValidationError as err:
-            raise ValueError(_describe(err, list(cls.model_fields))) from None
+            raise ValueError("invalid supernet config: " + format_validation_error(err, cls)) from None
 
     @property
     def recalibration_batches(self) -> int | None:
@@ -81,16 +83,3 @@ class TrainConfig(BaseModel):
         keys = sorted((set(mine) | set(other)) - ignore)
         return [f"{k}: {other.get(k, '<absent>')!r} -> {mine.get(k, '<absent>')!r}" for k in keys
                 if mine.get(k) != other.get(k)]
-
-
-def _describe(err: ValidationError, allowed: list[str]) -> str:
-    parts = []
-    for item in err.errors():
-        loc = ".".join(str(p) for p in item["loc"])
-        if item["type"] == "extra_forbidden":
-            parts.append(f"unknown key {loc!r} (allowed: {', '.join(allowed)})")
-        elif not loc:  # a check across keys: the message names them
-            parts.append(str(item["msg"]).removeprefix("Value error, "))
-        else:
-            parts.append(f"{loc}: {item['msg']} (got {item.get('input')!r})")
-    return "invalid supernet config: " + "; ".join(parts)

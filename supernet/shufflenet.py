@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
-from search_spaces._shuffle_blocks import ShuffleBlock
-from search_spaces.shufflenet import ShuffleNetSpace, decode_blocks
+from search_spaces.shufflenet import ShuffleBlock, ShuffleNetSpace, decode_blocks
 from supernet._base import Supernet
 
 if TYPE_CHECKING:

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from supernet._data import make_loader
 from supernet._optim import WarmupCosine, make_optimizer, resolve_amp
 from supernet.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint, save_checkpoint
 from supernet.config import TrainConfig
+from supernet.data import make_loader
 from supernet.samplers import BudgetSampler, FairSampler, PathSampler, UniformSampler
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from search_spaces import Architecture, SearchSpace
     from supernet._base import Supernet
 
-__all__ = ["NonFiniteLossError", "TrainResult", "make_sampler", "train_supernet"]
+__all__ = ["NonFiniteLossError", "TrainResult", "make_path_sampler", "train_supernet"]
 
 EpochCallback = Callable[[int, Mapping[str, float]], None]
 
@@ -63,7 +63,7 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
-def make_sampler(
+def make_path_sampler(
     space: SearchSpace, cfg: TrainConfig, cost_fn: Callable[[Architecture], float] | None = None
 ) -> PathSampler:
     """The path sampler ``cfg.sampler`` names, seeded with ``cfg.seed``."""
@@ -94,7 +94,7 @@ def train_supernet(
     and the call returns at once. ``cost_fn`` is needed by the ``budget`` sampler. ``on_epoch_end(epoch,
     metrics)`` runs after each epoch's checkpoint is written (an exception from it stops training with that
     checkpoint kept). Torch's global RNG (dropout) is forked for the call, so the caller's random state is
-    untouched; ``cfg.threads`` sets torch's (process-wide) thread count while training and restores it after.
+    untouched. Thread counts are the caller's (``cfg.threads`` is applied by ``nas``, which owns them).
     """
     start = time.perf_counter()
     if not isinstance(cfg, TrainConfig):
@@ -123,7 +123,7 @@ def train_supernet(
     schedule = WarmupCosine(round(cfg.warmup_epochs * steps_per_epoch), total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-    sampler = make_sampler(supernet.space, cfg, cost_fn)
+    sampler = make_path_sampler(supernet.space, cfg, cost_fn)
     history: list[dict[str, float]] = []
     first_epoch = 0
     if state is not None:
@@ -136,44 +136,38 @@ def train_supernet(
         first_epoch = int(state["epoch"])
 
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    threads_before = torch.get_num_threads()
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
-    try:
-        if cfg.threads is not None:
-            torch.set_num_threads(cfg.threads)
-        with torch.random.fork_rng(devices=cuda_devices):
-            if state is None:
-                torch.manual_seed(cfg.seed)
-            else:
-                _set_rng(state["rng"], device)
-            for epoch in range(first_epoch, cfg.epochs):
-                metrics = _train_epoch(
-                    supernet, sampler, optimizer, scheduler, scaler, criterion, train_set, cfg, epoch,
-                    steps_per_epoch, device, amp_dtype, progress, ckpt_path,
-                )
-                _check_weights(supernet, epoch + 1, steps_per_epoch, ckpt_path)
-                history.append(metrics)
-                save_checkpoint(
-                    {
-                        "format": FORMAT_VERSION,
-                        "epoch": epoch + 1,
-                        "model": supernet.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "sampler": sampler.state_dict(),
-                        "rng": _get_rng(device),
-                        "config": _dump(cfg),
-                        "space": space_record,
-                        "data": data_record,
-                        "metrics": history,
-                    },
-                    ckpt_path,
-                )
-                if on_epoch_end is not None:
-                    on_epoch_end(epoch + 1, metrics)
-    finally:
-        torch.set_num_threads(threads_before)
+    with torch.random.fork_rng(devices=cuda_devices):
+        if state is None:
+            torch.manual_seed(cfg.seed)
+        else:
+            _set_rng(state["rng"], device)
+        for epoch in range(first_epoch, cfg.epochs):
+            metrics = _train_epoch(
+                supernet, sampler, optimizer, scheduler, scaler, criterion, train_set, cfg, epoch,
+                steps_per_epoch, device, amp_dtype, progress, ckpt_path,
+            )
+            _check_weights(supernet, epoch + 1, steps_per_epoch, ckpt_path)
+            history.append(metrics)
+            save_checkpoint(
+                {
+                    "format": FORMAT_VERSION,
+                    "epoch": epoch + 1,
+                    "model": supernet.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "sampler": sampler.state_dict(),
+                    "rng": _get_rng(device),
+                    "config": _dump(cfg),
+                    "space": space_record,
+                    "data": data_record,
+                    "metrics": history,
+                },
+                ckpt_path,
+            )
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, metrics)
     return TrainResult(cfg.epochs, history, ckpt_path, first_epoch, time.perf_counter() - start, _dump(cfg))
 
 

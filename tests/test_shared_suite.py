@@ -13,8 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from nas.onnx_export import export_onnx
-from profilers import count_all
+from profilers import count_all, export_onnx
 from search_spaces import get_space, get_space_class, list_spaces
 
 torch.set_num_threads(1)

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 import torch
 
-from nas.latency_table import SpaceLatencyTable, build_table, calibrate, predict_latency, refine_table
+from nas.search.latency_table import SpaceLatencyTable, build_table, calibrate, predict_latency, refine_table
 from profilers import STATISTICS, cpu_name, measure_latency
 from search_spaces import get_space
 
@@ -165,7 +165,7 @@ def test_lut_prediction_per_space() -> None:
             "torch": torch.__version__,
         },
         "method": {
-            "blocks": "SearchSpace.latency_blocks, replayed in their networks (nas._block_timing)",
+            "blocks": "SearchSpace.latency_blocks, replayed in their networks (nas.search.block_timing)",
             "calibration": f"{CALIBRATION} networks of {CALIBRATION_POOL} other random architectures",
             "end_to_end": "profilers.measure_latency defaults",
             "interleaved": (

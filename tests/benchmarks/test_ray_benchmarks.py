@@ -35,7 +35,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from nas.config import default_config, merge_config
+    from nas.core.config import default_config, merge_config
     from nas.pipeline import prepare_run, train_run
 
     cfg = merge_config(default_config(), {"name": "ray-bench", "supernet": {"epochs": 1, "warmup_epochs": 0.0}})
@@ -45,7 +45,7 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _fresh_copy(base: Path, dest: Path) -> Any:
-    from nas.run_dir import RunDir
+    from nas.core.run_dir import RunDir
 
     shutil.copytree(base, dest, ignore=shutil.ignore_patterns("study.journal*", "trials.csv", ".*.lock", "ray"))
     return RunDir(dest)
@@ -54,8 +54,9 @@ def _fresh_copy(base: Path, dest: Path) -> Any:
 def _measure(engine: str, workers: int, base: Path, dest: Path) -> dict[str, Any]:
     from optuna.trial import TrialState
 
-    from nas.ray_engine import run_ray_search
-    from nas.search import make_storage, open_study, run_search
+    from nas.search.engine import run_search
+    from nas.search.ray.engine import run_ray_search
+    from nas.search.study import make_storage, open_study
 
     run = _fresh_copy(base, dest)
     load = os.getloadavg()[0]

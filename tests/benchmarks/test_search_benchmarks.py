@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from nas.config import default_config, merge_config, write_config
+from nas.core.config import default_config, merge_config, write_config
+from nas.core.run_dir import RunDir
 from nas.pipeline import prepare_run, train_run
-from nas.records import read_trials_csv
-from nas.run_dir import RunDir
-from nas.search import run_search
+from nas.search.engine import run_search
+from nas.search.records import read_trials_csv
 
 pytestmark = pytest.mark.benchmark
 RESULTS = Path(__file__).resolve().parents[2] / "results" / "benchmarks"

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from search_spaces import get_space
-from supernet import Supernet, TrainConfig, UniformSampler, build_supernet, evaluate_subnet, train_supernet
+from supernet import Supernet, TrainConfig, UniformSampler, build_supernet, score_subnet, train_supernet
 from supernet._optim import make_optimizer
 
 pytestmark = pytest.mark.benchmark
@@ -88,9 +88,9 @@ def test_supernet_accuracy_on_digits(trained):
     cfg: TrainConfig = trained["cfg"]
     sampler = UniformSampler(net.space, seed=2024)
     archs = [sampler.sample() for _ in range(20)]
-    with_bn = [evaluate_subnet(net, a, trained["train"], trained["val"], bn_batches=cfg.bn_batches,
+    with_bn = [score_subnet(net, a, trained["train"], trained["val"], bn_batches=cfg.bn_batches,
                                batch_size=cfg.batch_size, seed=i).accuracy for i, a in enumerate(archs)]
-    without = [evaluate_subnet(net, a, trained["train"], trained["val"], bn_batches=None).accuracy for a in archs]
+    without = [score_subnet(net, a, trained["train"], trained["val"], bn_batches=None).accuracy for a in archs]
     history = trained["result"].history
     figures = {
         "task": "digits 16x16, 70/15/15 split (seed 0), shufflenet layout 'small', 20 random subnets",
@@ -115,7 +115,7 @@ def test_candidate_recalibration_and_validation_time(trained):
     net: Supernet = trained["net"]
     cfg: TrainConfig = trained["cfg"]
     sampler = UniformSampler(net.space, seed=7)
-    scores = [evaluate_subnet(net, sampler.sample(), trained["train"], trained["val"], bn_batches=cfg.bn_batches,
+    scores = [score_subnet(net, sampler.sample(), trained["train"], trained["val"], bn_batches=cfg.bn_batches,
                               batch_size=cfg.batch_size) for _ in range(20)]
     figures = {
         "what": "per candidate: extract, BN recalibration on K training batches, validation accuracy",

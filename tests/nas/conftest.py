@@ -26,7 +26,7 @@ def write_tiny_config(path: Path, **sections: dict) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run directory with config.yaml and a supernet trained for one epoch (about 10 s)."""
-    from nas.config import load_config
+    from nas.core.config import load_config
     from nas.pipeline import prepare_run, train_run
 
     root = tmp_path_factory.mktemp("run")

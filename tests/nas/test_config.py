@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from nas.config import (
+from nas.core.config import (
     ConfigError,
     DataConfig,
     RunConfig,
@@ -24,7 +24,7 @@ from nas.config import (
     merge_config,
     write_config,
 )
-from nas.data import DATASETS, load_dataset
+from nas.core.data import DATASETS, load_dataset
 
 
 def _yaml(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
@@ -150,7 +150,7 @@ def test_wrong_types_name_the_key_the_value_and_the_type(tmp_path: Path, text: s
             "space.name: unknown space 'shufflenett' (did you mean 'shufflenet'?); allowed: shufflenet",
         ),
         ("space:\n  layout: tiny\n", "space: unknown layout 'tiny' for space 'shufflenet'; allowed: spos-imagenet"),
-        ("space:\n  overrides: {stem_channel: 8}\n", "unknown key 'stem_channel' (allowed: layout"),
+        ("space:\n  overrides: {stem_channel: 8}\n", "unknown key 'stem_channel' (did you mean 'stem_channels'?); allowed keys: layout"),
         ("space:\n  overrides: {num_classes: 8}\n", "space.overrides: overrides may not set ['num_classes']"),
     ],
 )
@@ -201,7 +201,7 @@ def test_a_loaded_config_reads_the_same_data_as_load_dataset() -> None:
 
 
 class _TrainSection(BaseModel):
-    """A section as another package would write it (not derived from nas.config.Section)."""
+    """A section as another package would write it (not derived from nas.core.config.Section)."""
 
     model_config = ConfigDict(extra="forbid")
     epochs: int = 2

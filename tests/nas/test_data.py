@@ -11,16 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from nas.data import (
-    DATASETS,
-    DataBundle,
-    dataset_facts,
-    epoch_loader,
-    epoch_seed,
-    load_dataset,
-    make_loader,
-)
-from nas.data import _stratified_split as stratified_split
+from nas.core.data import DATASETS, DataBundle, dataset_facts, load_dataset
+from nas.core.data.formats import stratified_split
+from supernet import make_loader
 
 # --------------------------------------------------------------------------------------------------
 # digits
@@ -138,20 +131,6 @@ def _labels_of(loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> list[int]
     return [int(v) for _, y in loader for v in y]
 
 
-def test_epoch_loader_order_depends_only_on_seed_and_epoch(digits8: DataBundle) -> None:
-    torch.manual_seed(123)
-    state = torch.get_rng_state()
-    first = [x for x, _ in epoch_loader(digits8.train, 100, seed=7, epoch=3)]
-    assert torch.equal(torch.get_rng_state(), state)  # torch's global generator is untouched
-    again = [x for x, _ in epoch_loader(digits8.train, 100, seed=7, epoch=3)]
-    assert len(first) == 1259 // 100 and all(a.shape == (100, 1, 8, 8) for a in first)  # last batch dropped
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
-    next_epoch = [x for x, _ in epoch_loader(digits8.train, 100, seed=7, epoch=4)]
-    other_seed = [x for x, _ in epoch_loader(digits8.train, 100, seed=8, epoch=3)]
-    assert not torch.equal(first[0], next_epoch[0]) and not torch.equal(first[0], other_seed[0])
-    assert epoch_seed(0, 1) != epoch_seed(1, 0) and epoch_seed(2, 5) == epoch_seed(2, 5)
-
-
 def test_make_loader_sequential_shuffled_and_generic_datasets(digits8: DataBundle) -> None:
     labels = digits8.val.tensors[1].tolist()
     plain = make_loader(digits8.val, 64)
@@ -165,8 +144,6 @@ def test_make_loader_sequential_shuffled_and_generic_datasets(digits8: DataBundl
     assert generic == shuffled
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         make_loader(digits8.val, 0)
-    with pytest.raises(ValueError, match="larger than the training set"):
-        epoch_loader(digits8.val, 500, seed=0, epoch=0)
 
 
 # --------------------------------------------------------------------------------------------------

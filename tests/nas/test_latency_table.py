@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from nas._block_timing import time_in_chains
-from nas.latency_table import (
+from nas.search.block_timing import time_in_chains
+from nas.search.latency_table import (
     TABLE_NAME,
     SpaceLatencyTable,
-    _fit,
     build_table,
     calibrate,
     extend_table,
@@ -190,18 +189,6 @@ def test_isolated_timing_fits_a_scale() -> None:
     expected = table.block_scale * table.block_sum(blocks) + table.overhead_ms
     predicted = predict_latency(table, space, archs[0], measure_missing=False)
     assert predicted == pytest.approx(expected) and predicted > 0
-
-
-def test_fit_is_robust() -> None:
-    sums = [1.0, 2.0, 3.0, 4.0, 5.0]
-    assert _fit(sums, [s + 0.5 for s in sums], slope=False) == pytest.approx((1.0, 0.5))
-    assert _fit(sums, [1.2 * s + 0.1 for s in sums], slope=True) == pytest.approx((1.2, 0.1))
-    disturbed = [1.2 * s + 0.1 for s in sums]
-    disturbed[2] *= 3  # one network measured under load
-    assert _fit(sums, disturbed, slope=True) == pytest.approx((1.2, 0.1))
-    assert _fit([2.0, 2.0, 2.0], [3.0, 3.1, 2.9], slope=True) == pytest.approx((1.0, 1.0))  # no spread: no slope
-    assert _fit(sums, [10 * s for s in sums], slope=True)[0] == 2.0  # kept in bounds
-    assert _fit([], [], slope=True) == (1.0, 0.0)
 
 
 def test_time_in_chains_times_every_block_of_every_chain() -> None:

@@ -14,7 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from nas.onnx_export import ExportInfo, export_onnx, onnx_session, time_onnx_session, verify_onnx
+from nas.export.check import verify_onnx
+from profilers import ExportInfo, export_onnx, onnx_session, time_onnx_session
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -9,8 +9,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from nas.cli import main
-from nas.records import read_trials_csv
+from nas.cli.main import main
+from nas.search.records import read_trials_csv
 
 
 @pytest.fixture(scope="module")

@@ -25,11 +25,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas.records import read_trials_csv
-from nas.run_dir import RunDir
-from nas.search import STUDY_NAME, make_storage, open_study
+from nas.core.run_dir import RunDir
+from nas.search.records import read_trials_csv
+from nas.search.study import STUDY_NAME, make_storage, open_study
 
-# Ray servers bind to every interface unless this is set before ray is first imported (see nas._ray_cluster).
+# Ray servers bind to every interface unless this is set before ray is first imported (see nas.search.ray.cluster).
 _LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
@@ -94,7 +94,7 @@ def cluster() -> Iterator[Any]:
 def test_a_search_on_two_nodes_records_every_metric(cluster: Any, trained_run: Path, tmp_path: Path) -> None:
     import ray
 
-    from nas.ray_engine import run_ray_search
+    from nas.search.ray.engine import run_ray_search
 
     run = _copy_run(trained_run, tmp_path)
     summary = run_ray_search(run, trials=4, workers=2, address=cluster.address, progress=False)
@@ -139,7 +139,7 @@ def _kill_a_running_trial(raylets: set[int]) -> int | None:
 def test_a_worker_killed_mid_search_is_retried_and_loses_nothing(
     cluster: Any, trained_run: Path, tmp_path: Path
 ) -> None:
-    from nas.ray_engine import run_ray_search
+    from nas.search.ray.engine import run_ray_search
 
     run = _copy_run(trained_run, tmp_path)
     raylets = _raylet_pids(cluster)
@@ -176,8 +176,8 @@ def test_a_worker_killed_mid_search_is_retried_and_loses_nothing(
 _DRIVER = """
 import json, sys
 from pathlib import Path
-from nas.ray_engine import run_ray_search
-from nas.run_dir import RunDir
+from nas.search.ray.engine import run_ray_search
+from nas.core.run_dir import RunDir
 summary = run_ray_search(RunDir(Path(sys.argv[1])), trials=int(sys.argv[2]), workers=1, progress=False)
 print("SUMMARY " + json.dumps(summary.__dict__))
 """
@@ -246,8 +246,8 @@ def test_a_killed_driver_is_resumed_by_the_same_command(trained_run: Path, tmp_p
 
 
 def test_an_address_nobody_listens_at_is_refused_at_once(trained_run: Path, tmp_path: Path) -> None:
-    from nas.errors import UsageError
-    from nas.ray_engine import run_ray_search
+    from nas.core.errors import UsageError
+    from nas.search.ray.engine import run_ray_search
 
     run = _copy_run(trained_run, tmp_path)
     start = time.perf_counter()
@@ -260,7 +260,7 @@ def test_an_address_nobody_listens_at_is_refused_at_once(trained_run: Path, tmp_
 
 
 def test_a_deep_run_directory_gets_a_short_link_for_ray(tmp_path: Path) -> None:
-    from nas._ray_cluster import _short_temp_dir
+    from nas.search.ray.cluster import _short_temp_dir
 
     deep = tmp_path / ("d" * 60) / "ray" / "tmp"
     said: list[str] = []
@@ -278,7 +278,7 @@ def test_a_deep_run_directory_gets_a_short_link_for_ray(tmp_path: Path) -> None:
 
 
 def test_the_environment_is_restored_after_the_search() -> None:
-    from nas._ray_cluster import _environment
+    from nas.search.ray.cluster import _environment
 
     key = "RAY_USAGE_STATS_ENABLED"
     saved = os.environ.pop(key, None)

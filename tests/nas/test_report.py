@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from nas.records import CandidateRecord
-from nas.report import (
+from nas.report.report import (
     PLOT_COSTS,
     library_versions,
     meets_budgets,
@@ -22,6 +21,7 @@ from nas.report import (
     select_best,
     write_report,
 )
+from nas.search.records import CandidateRecord
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -14,9 +14,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas.records import read_trials_csv
-from nas.run_dir import RunDir
-from nas.search import STUDY_NAME, make_storage, open_study, records_from_study, run_search
+from nas.core.run_dir import RunDir
+from nas.search.engine import run_search
+from nas.search.records import read_trials_csv
+from nas.search.study import STUDY_NAME, make_storage, open_study, records_from_study
 
 
 def _copy_run(trained_run: Path, tmp_path: Path) -> RunDir:
@@ -69,7 +70,7 @@ def test_a_trial_left_running_is_failed_and_retried(trained_run: Path, tmp_path:
     run = _copy_run(trained_run, tmp_path)
     cfg = run.load_config()
     study = _study(run)
-    space_cls_arch = __import__("nas.config", fromlist=["make_space"]).make_space(cfg, cfg.data.load())
+    space_cls_arch = __import__("nas.core.config", fromlist=["make_space"]).make_space(cfg, cfg.data.load())
     trial = study.ask()
     arch = space_cls_arch.suggest(trial)
     trial.set_user_attr("arch_id", arch.arch_id)
@@ -89,7 +90,7 @@ def test_duplicate_proposals_are_not_evaluated_twice(trained_run: Path, tmp_path
     study = _study(run)
     # Enqueue the same parameters three times: only the first is evaluated.
     cfg = run.load_config()
-    from nas.config import make_space
+    from nas.core.config import make_space
 
     space = make_space(cfg, cfg.data.load())
     arch = space.sample(0)
@@ -119,7 +120,7 @@ def _children(pid: int) -> list[int]:
 
 
 def _nas(*args: str) -> list[str]:
-    return [sys.executable, "-m", "nas.cli", *args]
+    return [sys.executable, "-m", "nas.cli.main", *args]
 
 
 def _wait_for_complete(run: RunDir, count: int, proc: subprocess.Popen[bytes], timeout: float = 240) -> None:
@@ -186,7 +187,7 @@ def test_search_bad_input_exits_2(tmp_path: Path) -> None:
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
 def test_other_samplers_and_a_budget_constraint(trained_run: Path, tmp_path: Path, sampler: str) -> None:
     run = _copy_run(trained_run, tmp_path)
-    from nas.config import load_config, merge_config, write_config
+    from nas.core.config import load_config, merge_config, write_config
 
     cfg = merge_config(load_config(run.config_path), {"search": {"sampler": sampler, "objectives": ["accuracy"], "budgets": {"latency_ms": 1e-6}, "latency_table": False}})
     write_config(cfg, run.config_path)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from nas.config import load_config, merge_config, write_config
-from nas.run_dir import RunDir
-from nas.search import make_storage, open_study, records_from_study, run_search
+from nas.core.config import load_config, merge_config, write_config
+from nas.core.run_dir import RunDir
+from nas.search.engine import run_search
+from nas.search.study import make_storage, open_study, records_from_study
 
 
 def test_candidates_predicted_over_a_latency_budget_are_skipped(trained_run: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from profilers import LatencyResult, measure_latency
-from profilers.latency import _percentile
+from profilers.timing import _percentile
 
 torch.set_num_threads(1)
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from profilers import LatencyTable
+from profilers import LatencyTable, fit_line
 
 torch.set_num_threads(1)
 
@@ -129,3 +129,15 @@ def test_bad_arguments() -> None:
         LatencyTable(latency_options={"threads": 2})
     with pytest.raises(ValueError, match="threads"):
         LatencyTable(threads=0)
+
+
+def test_fit_line_is_robust() -> None:
+    sums = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert fit_line(sums, [s + 0.5 for s in sums], slope=False) == pytest.approx((1.0, 0.5))
+    assert fit_line(sums, [1.2 * s + 0.1 for s in sums], slope=True) == pytest.approx((1.2, 0.1))
+    disturbed = [1.2 * s + 0.1 for s in sums]
+    disturbed[2] *= 3  # one network measured under load
+    assert fit_line(sums, disturbed, slope=True) == pytest.approx((1.2, 0.1))
+    assert fit_line([2.0, 2.0, 2.0], [3.0, 3.1, 2.9], slope=True) == pytest.approx((1.0, 1.0))  # no spread: no slope
+    assert fit_line(sums, [10 * s for s in sums], slope=True)[0] == 2.0  # kept in bounds
+    assert fit_line([], [], slope=True) == (1.0, 0.0)

@@ -65,7 +65,7 @@ def test_validate_names_label_value_and_options(small) -> None:
 
 
 def test_config_errors_name_the_key_and_the_allowed_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown key 'stem_channel'.*allowed: .*stem_channels"):
+    with pytest.raises(ValueError, match=r"unknown key 'stem_channel'.*allowed keys: .*stem_channels"):
         get_space("shufflenet", {"layout": "small", "stem_channel": 8})
     with pytest.raises(ValueError, match=r"unknown layout 'tiny'.*allowed: .*small"):
         get_space("shufflenet", {"layout": "tiny"})

@@ -359,7 +359,7 @@ def test_config_errors_name_the_key_and_what_is_allowed() -> None:
         ({"kernel_options": (3, 4)}, r"kernels must be odd"),
         ({"phi_grid": (0, 1, 1)}, r"values must be distinct"),
         ({"se_ratio": 0.5}, r"stages\[0\] has se ratio 0\.25; allowed: 0 or se_ratio \(0\.5\)"),
-        ({"width": 2}, r"unknown key 'width' \(allowed: layout, input_size"),
+        ({"width": 2}, r"unknown key 'width'; allowed keys: layout, input_size"),
         ({"layout": "tiny"}, r"unknown layout 'tiny' for space 'efficientnet'; allowed: imagenet, small"),
     ]
     for config, message in cases:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from search_spaces import Architecture, SearchSpace, SpaceConfig
-from supernet import BudgetSampler, FairSampler, TrainConfig, UniformSampler, make_sampler
+from supernet import BudgetSampler, FairSampler, TrainConfig, UniformSampler, make_path_sampler
 
 
 class _Mixed(SearchSpace):
@@ -162,9 +162,9 @@ def test_fair_sampler_with_unequal_option_counts():
 
 
 def test_make_sampler_from_config(small_space):
-    assert isinstance(make_sampler(small_space, TrainConfig()), UniformSampler)
-    assert isinstance(make_sampler(small_space, TrainConfig(sampler="fair")), FairSampler)
+    assert isinstance(make_path_sampler(small_space, TrainConfig()), UniformSampler)
+    assert isinstance(make_path_sampler(small_space, TrainConfig(sampler="fair")), FairSampler)
     cfg = TrainConfig(sampler="budget", budget_high=2)
     with pytest.raises(ValueError, match="sampler 'budget' needs a cost function computing 'mult_adds'"):
-        make_sampler(small_space, cfg)
-    assert isinstance(make_sampler(small_space, cfg, _n_xception), BudgetSampler)
+        make_path_sampler(small_space, cfg)
+    assert isinstance(make_path_sampler(small_space, cfg, _n_xception), BudgetSampler)

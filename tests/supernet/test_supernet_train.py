@@ -13,10 +13,10 @@ from supernet import (
     NonFiniteLossError,
     TrainConfig,
     build_supernet,
-    evaluate,
-    evaluate_subnet,
     load_checkpoint,
     load_supernet,
+    score_subnet,
+    top1_accuracy,
     train_supernet,
 )
 from supernet._optim import WarmupCosine, make_optimizer
@@ -165,9 +165,9 @@ def test_training_learns_and_scores_subnets(tiny_space, digits, tmp_path):
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     assert result.final["lr"] == pytest.approx(0.0, abs=1e-9)
     arch = tiny_space.sample(np.random.default_rng(0))
-    score = evaluate_subnet(net, arch, train, val, bn_batches=4, batch_size=32)
+    score = score_subnet(net, arch, train, val, bn_batches=4, batch_size=32)
     assert score.bn_batches == 4 and score.accuracy > 0.3  # chance is 0.1
-    assert evaluate_subnet(net, arch, train, val, bn_batches=None).bn_batches == 0
+    assert score_subnet(net, arch, train, val, bn_batches=None).bn_batches == 0
 
 
 @pytest.mark.parametrize("amp", ["bf16", "off"])
@@ -208,7 +208,7 @@ def test_batch_larger_than_dataset(tiny_space, digits96, tmp_path):
 
 
 def test_config_errors_name_the_key():
-    with pytest.raises(ValueError, match=r"unknown key 'epoch' \(allowed: epochs,"):
+    with pytest.raises(ValueError, match=r"unknown key 'epoch' \(did you mean 'epochs'\?\); allowed keys: epochs,"):
         TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(ValueError, match="lr: Input should be greater than 0"):
         TrainConfig.from_dict({"lr": -1})
@@ -248,7 +248,7 @@ def test_no_weight_decay_on_batch_norm_and_bias(tiny_space):
 
 def test_evaluate_restores_mode_and_counts(tiny_space, digits96):
     model = build_supernet(tiny_space).extract(tiny_space.sample(np.random.default_rng(0))).train()
-    acc = evaluate(model, digits96, batch_size=40)
+    acc = top1_accuracy(model, digits96, batch_size=40)
     assert model.training
     with torch.no_grad():
         model.eval()

@@ -1,0 +1,224 @@
+"""`nas profile`: profile a preset, an architecture of a space, or any user model."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nas.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from search_spaces import Architecture, SearchSpace
+
+__all__ = ["ProfileRequest", "load_arch", "load_user_model", "run_profile"]
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    space: str | None = None
+    preset: str | None = None
+    arch: str | None = None
+    layout: str | None = None
+    model: str | None = None
+    input_size: int | None = None
+    in_channels: int | None = None
+    batch_size: int = 1
+    device: str = "cpu"
+    backend: str = "eager"
+    threads: int | None = None
+    repeats: int | None = None
+    latency_table: str | None = None  # a directory holding (or to hold) the space's latency table
+    as_json: bool = False
+
+
+def load_arch(text: str, space_name: str) -> Architecture:
+    """An architecture from JSON text or a JSON file: {"space", "values"} or a bare values mapping."""
+    from search_spaces import Architecture
+
+    candidate = Path(text)
+    if not text.lstrip().startswith(("{", "[")) and candidate.suffix == ".json":
+        if not candidate.is_file():
+            raise UsageError(f"architecture file {text!r} does not exist")
+        text = candidate.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UsageError(
+            f"--arch is not valid JSON ({err.msg} at line {err.lineno} column {err.colno}); "
+            'give {"space": ..., "values": {label: value}}, a bare {label: value} object, or a .json file'
+        ) from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--arch must be a JSON object, got {type(data).__name__}")
+    try:
+        if "values" in data and isinstance(data["values"], dict):
+            arch = Architecture.from_dict(data)
+        else:
+            arch = Architecture(space=space_name, values=data)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if arch.space != space_name:
+        raise UsageError(f"--arch belongs to space {arch.space!r} but --space is {space_name!r}")
+    return arch
+
+
+def load_user_model(spec: str) -> nn.Module:
+    """Call MODULE:CALLABLE (the current directory is importable) and check it returns an nn.Module."""
+    from torch import nn
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"--model {spec!r} must look like MODULE:CALLABLE, e.g. mypkg.models:make_model")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        raise UsageError(f"--model: cannot import module {module_name!r} ({err})") from None
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+        raise UsageError(f"--model: {module_name!r} has no callable {attr!r}; callables: {', '.join(public[:20])}")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"--model: {spec} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _space_model(
+    request: ProfileRequest,
+) -> tuple[nn.Module, tuple[int, int, int, int], dict[str, Any], SearchSpace, Architecture]:
+    from search_spaces import get_space, get_space_class
+
+    assert request.space is not None
+    try:
+        cls = get_space_class(request.space)
+        space: SearchSpace
+        if request.preset is not None:
+            if request.layout is not None:
+                raise UsageError("--layout goes with --arch; a preset fixes its own layout")
+            space, arch = cls.preset(request.preset)
+        elif request.arch is not None:
+            space = get_space(request.space, {"layout": request.layout} if request.layout else None)
+            arch = space.validate(load_arch(request.arch, request.space))
+        else:
+            raise UsageError(
+                f"--space needs --preset NAME or --arch JSON; presets of {request.space!r}: "
+                + ", ".join(cls.preset_table())
+            )
+        model = space.build(arch)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    shape = space.input_shape(request.batch_size, arch)
+    if request.input_size is not None:
+        shape = (shape[0], shape[1], request.input_size, request.input_size)
+    if request.in_channels is not None and request.in_channels != shape[1]:
+        raise UsageError(f"--in-channels {request.in_channels} differs from the space's {shape[1]}; omit it")
+    subject = {"space": space.name, "arch": arch.to_dict(), "arch_id": arch.arch_id, "preset": request.preset}
+    return model, shape, subject, space, arch
+
+
+def run_profile(request: ProfileRequest) -> int:
+    space_arch: tuple[SearchSpace, Architecture] | None = None
+    if request.model is not None:
+        if request.preset or request.arch or request.layout or request.latency_table:
+            raise UsageError("--preset, --arch, --layout and --latency-table go with --space, not with --model")
+        model = load_user_model(request.model)
+        side = request.input_size or 224
+        shape = (request.batch_size, request.in_channels or 3, side, side)
+        subject: dict[str, Any] = {"model": request.model}
+    else:
+        model, shape, subject, space, arch = _space_model(request)
+        space_arch = (space, arch)
+    if request.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available here; allowed on this machine: cpu")
+    from profilers import profile_model
+
+    try:
+        profile = profile_model(
+            model,
+            shape[1:],
+            batch_size=shape[0],
+            device=request.device,
+            backend=request.backend,
+            threads=request.threads,
+            latency_options={"repeats": request.repeats} if request.repeats else None,
+            energy=True,
+            guidelines=True,
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    result = {**subject, "input_shape": list(shape), **profile.to_dict()}
+    if request.latency_table is not None and space_arch is not None:
+        result["latency_table"] = _table_prediction(request, space_arch[0], space_arch[1], shape, profile)
+    if request.as_json:
+        result.pop("layers", None)
+        print(json.dumps(result, indent=2))
+    else:
+        _print_human(result)
+    return 0
+
+
+def _table_prediction(
+    request: ProfileRequest, space: SearchSpace, arch: Architecture, shape: tuple[int, ...], profile: Any
+) -> dict[str, Any]:
+    """The latency table of the space in ``--latency-table DIR`` (built there on first use) and its prediction."""
+    from nas.search.latency_table import TABLE_NAME, load_or_build, predict_latency
+
+    if shape[2] != space.resolution(arch):
+        raise UsageError("--latency-table predicts at the space's own input size; leave out --input-size")
+    table = load_or_build(
+        request.latency_table or ".",
+        space,
+        device=request.device,
+        threads=request.threads or 1,
+        batch_size=request.batch_size,
+        backend=request.backend,
+    )
+    predicted = predict_latency(table, space, arch)
+    measured = profile.latency.median_ms if profile.latency is not None else float("nan")
+    return {
+        "path": str(Path(request.latency_table or ".") / TABLE_NAME),
+        "entries": len(table.entries),
+        "overhead_ms": table.overhead_ms,
+        "predicted_ms": predicted,
+        "measured_ms": measured,
+        "relative_error": predicted / measured - 1 if measured > 0 else None,
+    }
+
+
+def _print_human(result: dict[str, Any]) -> None:
+    what = result.get("preset") or result.get("model") or result.get("arch_id")
+    print(f"profile of {what} at input {tuple(result['input_shape'])}")
+    print(f"  params               {result['params'] / 1e6:10.3f} M")
+    print(f"  mult_adds            {result['mult_adds'] / 1e6:10.2f} M")
+    print(f"  elementwise_ops      {result['elementwise_ops'] / 1e6:10.2f} M")
+    print(f"  memory_access_bytes  {result['memory_access_bytes'] / 1e6:10.2f} MB")
+    lat = result.get("latency_ms")
+    if lat:
+        print(
+            f"  latency_ms           {lat['median']:10.3f} (p10 {lat['p10']:.3f}, p90 {lat['p90']:.3f}, "
+            f"{lat['repeats']} runs, {lat['backend']} on {lat['device']}, {lat['threads']} threads, "
+            f"batch {lat['batch_size']}, {lat['dtype']})"
+        )
+    energy = result.get("energy_mj")
+    if energy:
+        print(f"  energy_mj            {energy['value']:10.4f} (source: {energy['source']})")
+    table = result.get("latency_table")
+    if table:
+        print(f"  latency table        {table['predicted_ms']:10.3f} ms predicted ({table['entries']} blocks, {table['path']})")
+    findings = result.get("guidelines") or []
+    warned = [f for f in findings if f.get("severity") == "warning"]
+    for finding in warned:
+        print(f"  [{finding.get('guideline')}] {finding.get('message')}")
+    if len(findings) > len(warned):
+        print(f"  ({len(findings) - len(warned)} more guideline findings at info level: see --json)")

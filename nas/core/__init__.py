@@ -1,0 +1,1 @@
+"""What every stage reads: the run configuration, the run directory, the data, the metrics' names, errors."""

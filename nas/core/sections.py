@@ -1,0 +1,104 @@
+"""``SearchConfig``: how candidates are searched and measured (the ``search:`` section of a run config)."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from nas.core.metrics import COST_METRICS
+
+__all__ = ["ReportConfig", "SearchConfig", "default_threads_per_worker"]
+
+
+def default_threads_per_worker(workers: int) -> int:
+    """``cores // workers`` (at least 1): two PyTorch processes fighting over the same cores slow down 10-80x."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+class SearchConfig(BaseModel):
+    """The search: engine, Optuna sampler, objectives, budgets, and how each candidate is measured.
+
+    Budgets are upper bounds on *measured* metrics, given to Optuna as constraints
+    (``trial.set_constraint``: feasible when ``value - budget <= 0``), so infeasible candidates never win.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: Literal["optuna", "ray"] = "optuna"
+    sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
+    objectives: tuple[str, ...] = ("accuracy", "latency_ms")
+    budgets: dict[str, float] = Field(default_factory=dict)
+    trials: int = Field(40, ge=1)  # finished candidates wanted (distinct architectures)
+    workers: int = Field(1, ge=1)
+    # None: an Optuna journal file in the run directory. Else an RDB URL ("sqlite:///x.db", "postgresql://...").
+    storage: str | None = None
+    seed: int = 0
+    population_size: int = Field(16, ge=2)  # NSGA-II
+    # Measurement of each candidate on the target device.
+    device: Literal["cpu", "cuda"] = "cpu"
+    latency_backend: Literal["eager", "onnxruntime"] = "eager"
+    latency_batch_size: int = Field(1, ge=1)
+    latency_threads: int = Field(1, ge=1)  # fixed, so that latencies compare across worker counts
+    latency_repeats: int | None = Field(None, ge=3)  # None: the profiler's adaptive default
+    exclusive_timing: bool = True  # other workers pause while one times latency (nothing else busy)
+    energy: bool = True
+    eval_batch_size: int = Field(256, ge=1)
+    # With a latency_ms budget, a per-device latency table (run_dir/latency_table.json) predicts each proposal's
+    # latency and candidates predicted over budget * (1 + margin) are skipped before evaluation (engine optuna).
+    latency_table: bool = True
+    latency_table_margin: float = Field(0.2, ge=0)
+    # Engine ray (nas.search.ray.engine).
+    ray_address: str | None = None  # an existing cluster ("HEAD:6379"); None: a local cluster of `workers` CPUs
+    ray_storage_path: str | None = None  # Ray's temporary folder (local cluster) and Tune's results; None: <run>/ray
+    ray_dashboard: bool = False  # start the dashboard with a local cluster
+    max_failures: int = Field(3, ge=0)  # retries of a Ray trial whose worker process or node died
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or value[0] != "accuracy":
+            raise ValueError(f"objectives must start with 'accuracy', got {list(value)}")
+        bad = [m for m in value[1:] if m not in COST_METRICS]
+        if bad or len(set(value)) != len(value):
+            raise ValueError(f"unknown or repeated objective(s) {bad or list(value)}; allowed after 'accuracy': {list(COST_METRICS)}")
+        return value
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, value: dict[str, float]) -> dict[str, float]:
+        for metric, bound in value.items():
+            if metric not in COST_METRICS:
+                raise ValueError(f"unknown budget metric {metric!r}; allowed: {list(COST_METRICS)}")
+            if not bound > 0:
+                raise ValueError(f"budget {metric} must be a positive number, got {bound!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _energy_when_needed(self) -> SearchConfig:
+        uses_energy = "energy_mj" in self.objectives or "energy_mj" in self.budgets
+        if uses_energy and not self.energy:
+            raise ValueError("energy_mj is an objective or budget but energy: false")
+        return self
+
+    def threads_per_worker(self) -> int:
+        return default_threads_per_worker(self.workers)
+
+
+class ReportConfig(BaseModel):
+    """What the report selects: the best candidate under each of these budgets (metric -> upper bound).
+
+    The built-in default bounds latency at 1.1 ms: on the development machines (2-core x86 CPU, 1 thread,
+    batch 1) the default run's candidates take 0.95-2.5 ms, so the budget keeps the faster third. On another
+    device set your own; a budget nobody meets is said plainly in the report.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    budgets: dict[str, float] = Field(default_factory=lambda: {"latency_ms": 1.1})
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, value: dict[str, float]) -> dict[str, float]:
+        return SearchConfig._budgets(value)

@@ -1,0 +1,122 @@
+"""Candidate evaluation: architecture -> extracted subnet -> BN recalibration -> accuracy -> measured cost."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from nas.search.locks import RWFileLock
+from profilers import torch_threads
+from supernet import recalibrated_subnet, score_subnet
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from nas.core.data.datasets import DataBundle
+    from nas.core.sections import SearchConfig
+    from search_spaces import Architecture
+    from supernet import Supernet, TrainConfig
+
+__all__ = ["Evaluator", "scored_subnet"]
+
+
+def scored_subnet(
+    supernet: Supernet, arch: Architecture, data: DataBundle, train_cfg: TrainConfig, seed: int
+) -> nn.Module:
+    """The static subnet of ``arch`` exactly as the search scored it (same recalibration batches, same seed).
+
+    `nas export` writes this model, so the exported network is the one whose figures the report shows.
+    """
+    return recalibrated_subnet(
+        supernet, arch, data.train, bn_batches=train_cfg.recalibration_batches, batch_size=train_cfg.batch_size,
+        seed=seed,
+    )
+
+
+@dataclass
+class Evaluator:
+    """Scores candidates of one run. Built once per worker: the supernet and the data are loaded once."""
+
+    supernet: Supernet
+    data: DataBundle
+    train_cfg: TrainConfig
+    search_cfg: SearchConfig
+    # The run's timing lock: scoring holds it shared, latency and energy measurement exclusively, so that
+    # nothing else of this run is busy while a candidate is timed.
+    lock: RWFileLock | None = None
+
+    def evaluate(self, arch: Architecture) -> dict[str, Any]:
+        """Every metric of one candidate, as the fields of a CandidateRecord.
+
+        Scoring and counting hold the run's timing lock shared; latency and energy measurement hold it
+        exclusively, so other workers of the run pause only while a candidate is timed.
+        """
+        from profilers import count_all, energy_per_inference, measure_latency
+
+        cfg = self.search_cfg
+        space = self.supernet.space
+        start = time.perf_counter()
+        shape = space.input_shape(1, arch)[1:]
+        x = torch.zeros((cfg.latency_batch_size, *shape))
+        with self.lock.shared() if self.lock else contextlib.nullcontext():
+            score = score_subnet(
+                self.supernet,
+                arch,
+                self.data.train,
+                self.data.val,
+                bn_batches=self.train_cfg.recalibration_batches,
+                batch_size=self.train_cfg.batch_size,
+                seed=cfg.seed,
+                eval_batch_size=cfg.eval_batch_size,
+            )
+            model, accuracy = score.model, score.accuracy
+            assert model is not None
+            counts = count_all(model, x)
+        scored = time.perf_counter()
+        options: dict[str, Any] = {"repeats": cfg.latency_repeats} if cfg.latency_repeats else {}
+        # A noisy measurement is recorded (latency_spread), not printed once per candidate.
+        with self.lock.exclusive() if self.lock else contextlib.nullcontext(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*noisy", category=RuntimeWarning)
+            lat = measure_latency(
+                model,
+                shape,
+                device=cfg.device,
+                backend=cfg.latency_backend,
+                batch_size=cfg.latency_batch_size,
+                threads=cfg.latency_threads,
+                **options,
+            )
+            energy = None
+            if cfg.energy:
+                on_device, x_dev = model.to(cfg.device), x.to(cfg.device)
+                with torch_threads(cfg.latency_threads), torch.inference_mode():
+                    energy = energy_per_inference(
+                        lambda: on_device(x_dev),
+                        device=cfg.device,
+                        mult_adds=counts.mult_adds,
+                        memory_access_bytes=counts.memory_access_bytes,
+                        dtype_bytes=x.element_size(),
+                    )
+        done = time.perf_counter()
+        return {
+            "accuracy": float(accuracy),
+            "params": int(counts.params),
+            "mult_adds": int(counts.mult_adds),
+            "elementwise_ops": int(counts.elementwise_ops),
+            "memory_access_bytes": int(counts.memory_access_bytes),
+            "latency_ms": lat.median_ms,
+            "latency_p10_ms": lat.p10_ms,
+            "latency_p90_ms": lat.p90_ms,
+            "latency_backend": lat.backend,
+            "latency_spread": lat.relative_spread,
+            "energy_mj": energy.value_mj if energy is not None else math.nan,
+            "energy_source": energy.source if energy is not None else "",
+            "seconds_score": scored - start,
+            "seconds_profile": done - scored,
+        }

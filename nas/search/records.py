@@ -1,0 +1,121 @@
+"""Candidate records: one per evaluated architecture, kept in the Optuna storage and mirrored to trials.csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nas.core.errors import UsageError
+from nas.core.metrics import COST_METRICS, METRIC_UNITS
+
+if TYPE_CHECKING:
+    from nas.core.run_dir import RunDir
+
+__all__ = ["COST_METRICS", "METRIC_UNITS", "CandidateRecord", "read_trials_csv", "run_records", "write_trials_csv"]
+
+@dataclass
+class CandidateRecord:
+    """Everything known about one candidate. Flat and JSON-friendly, so it is also one CSV row."""
+
+    trial: int
+    arch_id: str
+    arch: dict[str, Any]
+    status: str  # "COMPLETE", "FAIL", "RUNNING", "PRUNED"
+    worker: str = ""
+    started_at: str = ""  # ISO 8601, UTC
+    finished_at: str = ""
+    duration_s: float = math.nan
+    accuracy: float = math.nan  # validation accuracy after BN recalibration, in [0, 1]
+    params: int = 0
+    mult_adds: int = 0
+    elementwise_ops: int = 0
+    memory_access_bytes: int = 0
+    latency_ms: float = math.nan  # median
+    latency_p10_ms: float = math.nan
+    latency_p90_ms: float = math.nan
+    latency_backend: str = ""
+    latency_spread: float = math.nan  # IQR / median of the timed runs: above 0.1 the figure is noisy
+    energy_mj: float = math.nan
+    energy_source: str = ""
+    feasible: bool = True  # meets every budget of the search
+    violations: dict[str, float] = field(default_factory=dict)  # budget metric -> amount over the budget (> 0)
+    error: str = ""
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "accuracy": self.accuracy,
+            "latency_ms": self.latency_ms,
+            "energy_mj": self.energy_mj,
+            "memory_access_bytes": float(self.memory_access_bytes),
+            "mult_adds": float(self.mult_adds),
+            "params": float(self.params),
+            "elementwise_ops": float(self.elementwise_ops),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CandidateRecord:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_row(self) -> dict[str, str]:
+        row: dict[str, str] = {}
+        for key, value in self.to_dict().items():
+            row[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
+        return row
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, str]) -> CandidateRecord:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in row:
+                continue
+            text = row[f.name]
+            if f.name in ("arch", "violations"):
+                values[f.name] = json.loads(text) if text else {}
+            elif f.name in ("trial", "params", "mult_adds", "elementwise_ops", "memory_access_bytes"):
+                values[f.name] = int(float(text)) if text else 0
+            elif f.name in ("duration_s", "accuracy", "latency_ms", "latency_p10_ms", "latency_p90_ms", "latency_spread", "energy_mj"):
+                values[f.name] = float(text) if text else math.nan
+            elif f.name == "feasible":
+                values[f.name] = text == "True"
+            else:
+                values[f.name] = text
+        return cls(**values)
+
+
+_COLUMNS = [f.name for f in fields(CandidateRecord)]
+
+
+def write_trials_csv(records: Iterable[CandidateRecord], path: Path) -> None:
+    """Write all records, sorted by trial number, atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=_COLUMNS)
+        writer.writeheader()
+        for record in sorted(records, key=lambda r: r.trial):
+            writer.writerow(record.to_row())
+    tmp.replace(path)
+
+
+def read_trials_csv(path: Path) -> list[CandidateRecord]:
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist: no search has written candidates in this run yet")
+    with path.open(newline="") as handle:
+        return [CandidateRecord.from_row(row) for row in csv.DictReader(handle)]
+
+
+def run_records(run: RunDir) -> list[CandidateRecord]:
+    """The run's candidates from trials.csv; a missing or damaged file is bad input naming what to run."""
+    try:
+        return read_trials_csv(run.trials_csv)
+    except ValueError as err:
+        raise UsageError(f"{err}; run 'nas search --run {run.root}' first") from None
