@@ -3,7 +3,7 @@
 ``mult_adds`` comes from fvcore's ``FlopCountAnalysis``, which counts one fused multiply-add as one unit, so the
 figures compare with published "FLOPs" tables. Its handlers for pooling, upsampling and grid sampling are left
 out: in this project that work is element-wise (``elementwise_ops``), not mult-adds. The element-wise work fvcore
-skips and the memory access cost come from :func:`profilers._layers.collect_layers`.
+skips and the memory access cost come from :func:`profilers.layers.collect_layers`.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from fvcore.nn.jit_handles import (
     norm_flop_counter,
 )
 
-from profilers._layers import attention_mult_adds, collect_layers, multi_head_attention_mult_adds
+from profilers.layers import attention_mult_adds, collect_layers, multi_head_attention_mult_adds
 
 if TYPE_CHECKING:
     from fvcore.nn.jit_handles import Handle
     from torch import nn
 
-    from profilers._layers import LayerRecord
+    from profilers.layers import LayerRecord
 
 __all__ = [
     "Counts",

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from profilers._layers import LayerRecord
 from profilers.counts import count_all
 from profilers.energy import EnergyResult, energy_per_inference
 from profilers.guidelines import Finding, audit
 from profilers.latency import LatencyResult, _check_request, _prepared, _torch_threads
 from profilers.latency import measure_latency as _measure_latency
+from profilers.layers import LayerRecord
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
