@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from profilers.guidelines._findings import Finding, share
+from profilers.layers import is_normalisation
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -38,10 +39,19 @@ _ELEMENTWISE_KINDS = frozenset({"activation", "add", "mul", "concat", "copy"})
 
 
 def is_elementwise(record: LayerRecord) -> bool:
-    """True for the operators G4 counts: element-wise kinds, and point-wise ``other`` operators."""
+    """True for the operators G4 counts: element-wise kinds, and point-wise ``other`` operators.
+
+    Normalisations are not among them (their work is in ``elementwise_ops``, but G4 reports batch norm beside the
+    element-wise operators, and layer and group norm with neither).
+    """
     if record.kind in _ELEMENTWISE_KINDS:
         return True
-    return record.kind == "other" and record.mult_adds == 0 and record.elementwise_ops > 0
+    return (
+        record.kind == "other"
+        and record.mult_adds == 0
+        and record.elementwise_ops > 0
+        and not is_normalisation(record.op)
+    )
 
 
 def is_depthwise(record: LayerRecord) -> bool:

@@ -16,6 +16,7 @@ LayerRecord, collect_layers`` is enough.
 from __future__ import annotations
 
 from profilers.layers._costs import attention_mult_adds, multi_head_attention_mult_adds
+from profilers.layers._operators import is_normalisation
 from profilers.layers._recorder import collect_layers, storage_key
 from profilers.layers._records import LAYER_KINDS, ConvInfo, LayerRecord
 
@@ -25,6 +26,7 @@ __all__ = [
     "LayerRecord",
     "attention_mult_adds",
     "collect_layers",
+    "is_normalisation",
     "multi_head_attention_mult_adds",
     "storage_key",
 ]

@@ -1,17 +1,20 @@
 """What one executed aten operator costs: its kind, mult-adds, element-wise work and convolution geometry.
 
-Counting rules (one multiply-add = one unit, as fvcore and published tables count):
+Counting rules (one multiply-add = one unit, as published tables and torchvision count "FLOPs"):
 
-* ``mult_adds`` follows fvcore: convolution ``batch * prod(weight) * prod(output spatial)`` (input spatial for a
-  transposed convolution), matrix products ``M*K*N`` per batch, batch norm ``numel * 2`` in eval with affine
-  parameters (``* 1`` without; training-style normalisation ``* 5`` / ``* 4``), layer and group norm ``numel * 5``
-  (``* 4`` without affine), fused attention ``batch * L * S * (E + Ev)`` (``nn.MultiheadAttention``'s fused kernel
-  adds its four projections). Bias additions are folded into the accumulation and not counted (as fvcore does).
-* ``elementwise_ops`` (the work fvcore skips, guideline G4): activations, additions, multiplications and other
-  point-wise operators count one per output element; max/average pooling counts ``output elements * window
-  size``; adaptive/global pooling, ``mean`` and other reductions count one per input element; softmax counts
-  three per element (exponential, sum, division); upsampling counts one per output element (four for
-  bilinear). Concatenations and copies count no element-wise work, only memory.
+* ``mult_adds`` are the multiply-accumulates of convolutions, linear layers and matrix products only, as fvcore
+  counts them: convolution ``batch * prod(weight) * prod(output spatial)`` (input spatial for a transposed
+  convolution), matrix products ``M*K*N`` per batch, fused attention ``batch * L * S * (E + Ev)``
+  (``nn.MultiheadAttention``'s fused kernel adds its four projections). Bias additions are folded into the
+  accumulation and not counted (as fvcore does).
+* ``elementwise_ops`` is every other piece of arithmetic (the work fvcore's mult-adds leave out, guideline G4):
+  activations, additions, multiplications and other point-wise operators count one per output element; max/average
+  pooling counts ``output elements * window size``; adaptive/global pooling, ``mean`` and other reductions count
+  one per input element; softmax counts three per element (exponential, sum, division); upsampling counts one per
+  output element (four for bilinear). Normalisations count what fvcore's handlers would have put into its total:
+  batch norm ``numel * 2`` in eval with affine parameters (``* 1`` without; training-style normalisation ``* 5`` /
+  ``* 4``), layer and group norm ``numel * 5`` (``* 4`` without affine). Concatenations and copies count no
+  element-wise work, only memory.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def multi_head_attention_mult_adds(q_shape: Sequence[int], k_shape: Sequence[int
 
 
 def normalisation_work(numel: int, affine: bool, normalising_batch: bool) -> int:
-    """fvcore's figure for a normalisation of ``numel`` elements.
+    """Element-wise work of a normalisation of ``numel`` elements: the figure of fvcore's norm handlers.
 
     Normalising with statistics of the batch itself (training-style batch norm, layer, group and instance norm)
     costs ``5`` per element with affine parameters, ``4`` without; applying stored statistics (batch norm in eval)
@@ -119,7 +122,7 @@ def _batch_norm_costs(short: str, args: tuple[Any, ...], first: torch.Tensor) ->
         normalising_batch = bool(args[5]) if len(args) > 5 and isinstance(args[5], bool) else True
     else:
         normalising_batch = short == "_batch_norm_with_update"
-    return "batch_norm", normalisation_work(first.numel(), weight is not None, normalising_batch), 0, None
+    return "batch_norm", 0, normalisation_work(first.numel(), weight is not None, normalising_batch), None
 
 
 def _window_pool_costs(args: tuple[Any, ...], first: torch.Tensor, primary: torch.Tensor) -> Costs:
@@ -156,7 +159,7 @@ def operator_costs(
     if short in NORM_OPS:
         weight_index = 2 if short == "native_layer_norm" else 1
         weight = args[weight_index] if len(args) > weight_index else None
-        return "other", normalisation_work(first.numel(), weight is not None, True), 0, None
+        return "other", 0, normalisation_work(first.numel(), weight is not None, True), None
     if short in ACTIVATION_OPS:
         return "activation", 0, primary.numel(), None
     if short in ADD_OPS:

@@ -18,11 +18,13 @@ __all__ = [
     "GLOBAL_POOL_OPS",
     "MATMUL_OPS",
     "MUL_OPS",
+    "NORMALISATION_OPS",
     "NORM_OPS",
     "SKIPPED_OPS",
     "SOFTMAX_OPS",
     "UPSAMPLE_OPS",
     "WINDOW_POOL_OPS",
+    "is_normalisation",
 ]
 
 CONV_OPS = frozenset({"convolution", "_convolution", "convolution_overrideable", "mkldnn_convolution"})
@@ -40,6 +42,8 @@ BATCH_NORM_OPS = frozenset(
     }
 )
 NORM_OPS = frozenset({"native_layer_norm", "native_group_norm"})
+# Every normalisation: its work is element-wise (``elementwise_ops``), never mult-adds.
+NORMALISATION_OPS = BATCH_NORM_OPS | NORM_OPS
 ACTIVATION_OPS = frozenset(
     {
         "relu",
@@ -149,3 +153,9 @@ SKIPPED_OPS = frozenset(
         "alias",
     }
 )
+
+
+def is_normalisation(op: str) -> bool:
+    """True when ``op``, a recorded operator name such as ``"aten.native_layer_norm.default"``, is a normalisation."""
+    parts = op.split(".")
+    return len(parts) >= 2 and parts[1] in NORMALISATION_OPS
