@@ -3,7 +3,6 @@
 This package knows nothing of search spaces: every function takes a plain module and an input shape.
 """
 
-from profilers._layers import LAYER_KINDS, ConvInfo, LayerRecord, collect_layers
 from profilers.counts import (
     Counts,
     count_all,
@@ -15,6 +14,7 @@ from profilers.counts import (
 from profilers.energy import EnergyResult, energy_per_inference, model_energy
 from profilers.guidelines import Finding, GuidelineReport, audit, find_blocks
 from profilers.latency import BACKENDS, DTYPES, TIMING_OPTIONS, measure_latency, time_onnx_session, timing_options
+from profilers.layers import LAYER_KINDS, ConvInfo, LayerRecord, collect_layers
 from profilers.lut import STATISTICS, LatencyEntry, LatencyTable, fit_line
 from profilers.onnx import ExportInfo, check_model_and_batch, eval_mode, export_onnx, model_device, onnx_session
 from profilers.profile import Profile, profile_model

@@ -1,9 +1,11 @@
 """Static counts of a model: parameters, mult-adds (fvcore), element-wise ops and memory access (layer records).
 
-``mult_adds`` comes from fvcore's ``FlopCountAnalysis``, which counts one fused multiply-add as one unit, so the
-figures compare with published "FLOPs" tables. Its handlers for pooling, upsampling and grid sampling are left
-out: in this project that work is element-wise (``elementwise_ops``), not mult-adds. The element-wise work fvcore
-skips and the memory access cost come from :func:`profilers._layers.collect_layers`.
+``mult_adds`` comes from fvcore's ``FlopCountAnalysis``, which counts one fused multiply-add as one unit, restricted
+to convolutions, linear layers and matrix products (fused attention included), so the figures compare with
+published "FLOPs" tables and torchvision's GFLOPS. fvcore's handlers for normalisation (batch, layer, group and
+instance norm), pooling, upsampling and grid sampling are left out: in this project that work is element-wise
+(``elementwise_ops``), not mult-adds. The element-wise work and the memory access cost come from
+:func:`profilers.layers.collect_layers`, whose records count normalisation with fvcore's own formulas.
 """
 
 from __future__ import annotations
@@ -16,23 +18,21 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import (
     addmm_flop_jit,
-    batchnorm_flop_jit,
     bmm_flop_jit,
     conv_flop_jit,
     einsum_flop_jit,
     get_shape,
     linear_flop_jit,
     matmul_flop_jit,
-    norm_flop_counter,
 )
 
-from profilers._layers import attention_mult_adds, collect_layers, multi_head_attention_mult_adds
+from profilers.layers import attention_mult_adds, collect_layers, multi_head_attention_mult_adds
 
 if TYPE_CHECKING:
     from fvcore.nn.jit_handles import Handle
     from torch import nn
 
-    from profilers._layers import LayerRecord
+    from profilers.layers import LayerRecord
 
 __all__ = [
     "Counts",
@@ -55,10 +55,14 @@ def _native_mha_jit(inputs: list[Any], outputs: list[Any]) -> int:
     return multi_head_attention_mult_adds(get_shape(inputs[0]), get_shape(inputs[1]), int(embed_dim))
 
 
-def _mult_add_handles() -> dict[str, Handle]:
-    """fvcore's default handlers for multiply-accumulate work, plus fused attention; pooling and upsampling are
-    left out (element-wise work here)."""
-    return {
+# fvcore counts these by default; here their work is element-wise (a ``None`` handle tells fvcore to skip an op).
+_ELEMENTWISE_OPS = ("aten::batch_norm", "aten::group_norm", "aten::layer_norm", "aten::instance_norm")
+
+
+def _mult_add_handles() -> dict[str, Handle | None]:
+    """fvcore's default handlers for multiply-accumulate work, plus fused attention; normalisation is explicitly
+    ignored, pooling and upsampling are left out (element-wise work here)."""
+    handles: dict[str, Handle | None] = {
         "aten::addmm": addmm_flop_jit,
         "aten::bmm": bmm_flop_jit,
         "aten::_convolution": conv_flop_jit,
@@ -66,13 +70,11 @@ def _mult_add_handles() -> dict[str, Handle]:
         "aten::matmul": matmul_flop_jit,
         "aten::mm": matmul_flop_jit,
         "aten::linear": linear_flop_jit,
-        "aten::batch_norm": batchnorm_flop_jit,
-        "aten::group_norm": norm_flop_counter(2),
-        "aten::layer_norm": norm_flop_counter(2),
-        "aten::instance_norm": norm_flop_counter(1),
         "aten::scaled_dot_product_attention": _sdpa_jit,
         "aten::_native_multi_head_attention": _native_mha_jit,
     }
+    handles.update(dict.fromkeys(_ELEMENTWISE_OPS))
+    return handles
 
 
 def _as_tuple(inputs: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -96,10 +98,11 @@ def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
 
 
 def count_mult_adds(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...]) -> int:
-    """Multiply-accumulates of one forward pass in eval mode, counted by fvcore (one multiply-add = 1).
+    """Multiply-accumulates of convolutions, linear layers and matrix products in one forward pass in eval mode,
+    counted by fvcore (one multiply-add = 1).
 
-    fvcore's warnings about operators it skips are silenced: those operators are element-wise and are counted
-    by :func:`count_elementwise_ops`. Training flags of every submodule are restored afterwards.
+    Normalisation is not a mult-add. fvcore's warnings about operators it skips are silenced: those operators are
+    element-wise and are counted by :func:`count_elementwise_ops`. Training flags of every submodule are restored afterwards.
     """
     args = _as_tuple(inputs)
     saved = [(m, m.training) for m in model.modules()]
@@ -121,7 +124,8 @@ def count_mult_adds(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor,
 
 
 def count_elementwise_ops(layers: list[LayerRecord]) -> int:
-    """Sum of the element-wise work (activations, additions, products, pooling, softmax ...) of ``layers``."""
+    """Sum of the element-wise work (normalisation, activations, additions, products, pooling, softmax ...) of
+    ``layers``."""
     return sum(r.elementwise_ops for r in layers)
 
 
@@ -142,7 +146,11 @@ class Counts:
 
 
 def count_all(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...]) -> Counts:
-    """Parameters, fvcore mult-adds, and the element-wise ops and memory access of the layer records."""
+    """Parameters, fvcore mult-adds, and the element-wise ops and memory access of the layer records.
+
+    The records' mult-adds add up to the fvcore figure (the same rules: convolutions, linear layers and matrix
+    products only).
+    """
     args = _as_tuple(inputs)
     layers = collect_layers(model, args)
     return Counts(

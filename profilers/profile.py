@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from profilers._layers import LayerRecord
 from profilers.counts import count_all
 from profilers.energy import EnergyResult, energy_per_inference
 from profilers.guidelines import Finding, audit
 from profilers.latency import check_request, prepared_model
 from profilers.latency import measure_latency as _measure_latency
+from profilers.layers import LayerRecord
 from profilers.threads import torch_threads
 from profilers.timing import LatencyResult
 

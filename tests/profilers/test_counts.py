@@ -8,15 +8,17 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
 from profilers import collect_layers, count_all, count_elementwise_ops, count_mult_adds, count_params
+from profilers.layers import is_normalisation
 
 
 def small_cnn() -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1, bias=False),  # 16*16*8*27 = 55296 mult-adds, 216 params
-        nn.BatchNorm2d(8),  # 2 * 2048 mult-adds in eval, 16 params
+        nn.BatchNorm2d(8),  # 2 * 2048 element-wise in eval (not mult-adds), 16 params
         nn.ReLU(),  # 2048 element-wise
         nn.AdaptiveAvgPool2d(1),  # 2048 element-wise
         nn.Flatten(),
@@ -28,9 +30,9 @@ def test_params_and_mult_adds_by_hand() -> None:
     model = small_cnn()
     x = torch.randn(1, 3, 16, 16)
     assert count_params(model) == 216 + 16 + 90
-    assert count_mult_adds(model, x) == 55296 + 2 * 2048 + 80
+    assert count_mult_adds(model, x) == 55296 + 80
     layers = collect_layers(model, x)
-    assert count_elementwise_ops(layers) == 2048 + 2048
+    assert count_elementwise_ops(layers) == 2 * 2048 + 2048 + 2048
 
 
 def test_mult_adds_scale_with_batch_and_resolution() -> None:
@@ -153,10 +155,12 @@ def test_attention_mult_adds_by_hand() -> None:
 
     encoder = nn.TransformerEncoderLayer(dim, 2, 32, batch_first=True)  # fused fast path in eval mode
     feed_forward = batch * length * (dim * 32 + 32 * dim)
-    norms = 2 * batch * length * dim * 5
+    norms = 2 * batch * length * dim * 5  # element-wise work, not mult-adds
     self_attention = batch * 4 * length * dim * dim + batch * length * length * 2 * dim
     counts = count_all(encoder, x)
-    assert counts.mult_adds == sum(r.mult_adds for r in counts.layers) == self_attention + feed_forward + norms
+    assert counts.mult_adds == sum(r.mult_adds for r in counts.layers) == self_attention + feed_forward
+    norm_records = [r for r in counts.layers if "layer_norm" in r.op]
+    assert len(norm_records) == 2 and sum(r.elementwise_ops for r in norm_records) == norms
 
     sdpa = count_all(Lambda(F.scaled_dot_product_attention), (x, y, y))
     assert sdpa.mult_adds == sum(r.mult_adds for r in sdpa.layers) == batch * length * source * 2 * dim
@@ -176,6 +180,31 @@ def test_pooling_and_upsampling_are_elementwise_not_mult_adds() -> None:
     x = torch.randn(1, 2, 8, 8)
     assert count_mult_adds(model, x) == 0
     assert count_all(model, x).elementwise_ops == 128 + 4 * 32
+
+
+def test_normalisation_moves_from_mult_adds_to_elementwise_ops() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.GroupNorm(2, 8),
+        nn.InstanceNorm2d(8, affine=True),
+        nn.LayerNorm([8, 6, 6]),
+    ).eval()
+    x = torch.randn(2, 3, 6, 6)
+    numel = 2 * 8 * 6 * 6
+    # fvcore's own default count: batch norm in eval 2 per element, group/instance/layer norm 5 per element
+    analysis = FlopCountAnalysis(model, x)
+    analysis.unsupported_ops_warnings(False)
+    by_operator = analysis.by_operator()
+    norm_work = sum(by_operator[op] for op in ("batch_norm", "group_norm", "instance_norm", "layer_norm"))
+    assert norm_work == (2 + 5 + 5 + 5) * numel
+
+    counts = count_all(model, x)
+    assert counts.mult_adds == by_operator["conv"] == 2 * 36 * 8 * 27
+    assert counts.mult_adds == sum(r.mult_adds for r in counts.layers)
+    norms = [r for r in counts.layers if is_normalisation(r.op)]
+    assert len(norms) == 4 and all(r.mult_adds == 0 for r in norms)
+    assert sum(r.elementwise_ops for r in norms) == norm_work  # exactly the work fvcore would have counted
 
 
 def test_fvcore_warnings_are_silenced(caplog: pytest.LogCaptureFixture) -> None:

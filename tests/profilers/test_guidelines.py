@@ -9,16 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from profilers._layers import LayerRecord, collect_layers
-from profilers.guidelines import (
-    G1_RATIO_THRESHOLD,
-    Finding,
-    GuidelineReport,
-    _g4,
-    _vovnet,
-    audit,
-    find_blocks,
-)
+from profilers import ConvInfo, Finding, GuidelineReport, LayerRecord, audit, collect_layers, find_blocks
+from profilers.guidelines import G1_RATIO_THRESHOLD, g4_findings, vovnet_findings
 
 torch.set_num_threads(1)
 
@@ -48,7 +40,7 @@ def test_g1_equal_widths_meet_the_bound() -> None:
     assert finding.severity == "info"
     assert finding.figures["ratio_to_bound"] == pytest.approx(1.0)
     assert finding.figures["channel_ratio"] == 1.0
-    assert finding.figures["mac_elements"] == 64 * 32 + 256
+    assert finding.figures["memory_access_elements"] == 64 * 32 + 256
 
 
 def test_g1_four_to_one_exceeds_the_bound() -> None:
@@ -56,7 +48,7 @@ def test_g1_four_to_one_exceeds_the_bound() -> None:
     report = audit(model, _x(1, 64, 8, 8), measure=False)
     finding = _one(report, "G1", "0")
     # hw = 64: MAC = 64 * 80 + 1024 = 6144, bound = 2 * 64 * 32 + 1024 = 5120
-    assert finding.figures["mac_elements"] == 6144
+    assert finding.figures["memory_access_elements"] == 6144
     assert finding.figures["lower_bound_elements"] == pytest.approx(5120)
     assert finding.figures["ratio_to_bound"] == pytest.approx(1.2)
     assert finding.figures["ratio_to_bound"] == pytest.approx(_g1_ratio(64, 64, 16))
@@ -76,7 +68,7 @@ def test_g1_two_to_one_stays_under_the_threshold() -> None:
 def test_g1_batch_amortises_weights() -> None:
     report = audit(nn.Conv2d(8, 8, 1, bias=False), _x(4, 8, 2, 2), measure=False)
     figures = _one(report, "G1", "convolution").figures
-    assert figures["mac_elements"] == 4 * 4 * 16 + 64
+    assert figures["memory_access_elements"] == 4 * 4 * 16 + 64
     assert figures["ratio_to_bound"] == pytest.approx(1.0)
 
 
@@ -88,9 +80,9 @@ def test_g2_grouped_conv_reports_extra_memory_access() -> None:
     figures = _one(report, "G2", "convolution").figures
     hw = 16 * 16
     # MAC_g = hw (c1 + c2) + c1 c2 / g; the dense conv with the same input and mult-adds has c2/g outputs
-    assert figures["mac_elements"] == hw * 128 + 64 * 64 // 8 == 33280
-    assert figures["dense_equivalent_mac_elements"] == hw * 64 + hw * 8 + 512 == 18944
-    assert figures["extra_mac_elements"] == hw * 64 * 7 // 8 == 14336
+    assert figures["memory_access_elements"] == hw * 128 + 64 * 64 // 8 == 33280
+    assert figures["dense_memory_access_elements"] == hw * 64 + hw * 8 + 512 == 18944
+    assert figures["extra_memory_access_elements"] == hw * 64 * 7 // 8 == 14336
     assert figures["extra_memory_access_bytes"] == 14336 * 4
     assert figures["ratio_to_dense"] == pytest.approx(33280 / 18944)
     assert _one(report, "G2", "convolution").severity == "warning"
@@ -102,7 +94,7 @@ def test_g2_depthwise_is_info() -> None:
     finding = _one(report, "G2", "convolution")
     assert finding.severity == "info"
     assert finding.figures["depthwise"] == 1.0
-    assert finding.figures["extra_mac_elements"] == 64 * 32 * 31 // 32
+    assert finding.figures["extra_memory_access_elements"] == 64 * 32 * 31 // 32
 
 
 # --- G3 ------------------------------------------------------------------------------------------
@@ -219,14 +211,14 @@ def test_g4_latency_share_from_operator_times() -> None:
     net = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 1))
     records = collect_layers(net, _x(1, 8, 8, 8))
     assert [r.kind for r in records] == ["conv", "activation", "conv"]
-    findings = _g4(records, [0.006, 0.003, 0.001], 0.010)
+    findings = g4_findings(records, [0.006, 0.003, 0.001], 0.010)
     network = next(f for f in findings if f.scope == "network")
     assert network.figures["elementwise_latency_share"] == pytest.approx(0.3)
     assert network.figures["elementwise_latency_ms"] == pytest.approx(3.0)
     assert network.severity == "warning"
     layer = next(f for f in findings if f.scope == "layer")
     assert (layer.name, layer.figures["latency_share"]) == ("1", pytest.approx(0.3))
-    quiet = next(f for f in _g4(records, [0.0095, 0.0004, 0.0001], 0.010) if f.scope == "network")
+    quiet = next(f for f in g4_findings(records, [0.0095, 0.0004, 0.0001], 0.010) if f.scope == "network")
     assert quiet.severity == "info"
 
 
@@ -243,8 +235,6 @@ def test_g4_measured_figures_are_consistent() -> None:
 
 
 def _record(name: str, mult_adds: int, groups: int = 1) -> LayerRecord:
-    from profilers._layers import ConvInfo
-
     conv = ConvInfo(32, 32, (3, 3), (1, 1), (1, 1), (1, 1), groups, 16, 16)
     return LayerRecord(name, "conv", "aten.convolution.default", "Conv2d", ((1, 32, 16, 16),), (1, 32, 16, 16), 0,
                        mult_adds, 0, 0, conv)  # fmt: skip
@@ -253,7 +243,7 @@ def _record(name: str, mult_adds: int, groups: int = 1) -> LayerRecord:
 def test_vovnet_flags_low_efficiency_layers() -> None:
     records = [_record("dense", 1_000_000), _record("dw", 10_000, groups=32), _record("tiny", 100)]
     seconds = [0.001, 0.0005, 0.00001]  # 1e9, 2e7 and 1e7 mult-adds per second
-    findings = _vovnet(records, seconds, total_seconds=0.00151)
+    findings = vovnet_findings(records, seconds, total_seconds=0.00151)
     layers = {f.name: f for f in findings if f.scope == "layer"}
     assert set(layers) == {"dw", "tiny"}
     reference = 1_010_100 / 0.00151

@@ -101,7 +101,8 @@ def test_batch_norm_eval_reads_input_four_vectors_and_writes_output() -> None:
     assert record.kind == "batch_norm"
     assert record.memory_access_bytes == (2 * numel + 4 * 6) * F32
     assert record.params == 2 * 6  # weight and bias; the running statistics are buffers
-    assert record.mult_adds == 2 * numel  # fvcore's eval-mode figure with affine parameters
+    assert record.mult_adds == 0  # normalisation is not a mult-add
+    assert record.elementwise_ops == 2 * numel  # fvcore's eval-mode figure with affine parameters
     assert bn.training, "the training flag must be restored"
 
 

@@ -83,7 +83,7 @@ def test_mobile_mult_adds_match_paper() -> None:
     space, arch = _preset("nasnet-a-mobile")
     model = space.build(arch)
     mult_adds = count_mult_adds(model, torch.randn(space.input_shape(1)))
-    assert mult_adds == pytest.approx(564e6, rel=0.05)
+    assert mult_adds == pytest.approx(564e6, rel=0.01)  # the paper's 564M; batch norm is not a mult-add
 
 
 @pytest.mark.slow
@@ -91,7 +91,7 @@ def test_large_mult_adds_match_paper() -> None:
     space, arch = _preset("nasnet-a-large")
     model = space.build(arch)
     mult_adds = count_mult_adds(model, torch.randn(space.input_shape(1)))
-    assert mult_adds == pytest.approx(23.8e9, rel=0.05)
+    assert mult_adds == pytest.approx(23.8e9, rel=0.01)  # the paper's 23.8B; batch norm is not a mult-add
 
 
 def test_nasnet_a_cells_structure() -> None:
