@@ -13,7 +13,7 @@ from nas.cli.main import main
 
 
 def _nas(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nas.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run([sys.executable, "-m", "nas", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
 def _usage_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
