@@ -41,7 +41,9 @@ class SandwichRule:
         return [self.largest, self.smallest, *(self.sampler.sample() for _ in range(self.random_paths))]
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def distillation_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
     """Cross-entropy of the student against the teacher's softened predictions, times ``temperature^2``.
 
     The teacher's logits are detached here, so the loss never moves the teacher. The ``T^2`` factor keeps
