@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = [
     "B0_STAGES",
     "COEFFICIENTS",
+    "BlockSpec",
     "Coefficients",
     "EfficientNet",
     "EfficientNetConfig",

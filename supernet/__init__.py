@@ -5,12 +5,15 @@ passed in by the caller.
 """
 
 from supernet._base import Supernet
+from supernet._elastic import resize_input
 from supernet._factory import build_supernet, supported_spaces
 from supernet.bn import batch_norm_layers, recalibrate_bn
 from supernet.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_supernet, save_checkpoint
 from supernet.config import TrainConfig
 from supernet.data import make_loader
-from supernet.samplers import BudgetSampler, FairSampler, PathSampler, UniformSampler
+from supernet.efficientnet import EfficientNetSupernet, full_network_spec
+from supernet.samplers import BudgetSampler, FairSampler, PathSampler, UniformSampler, fair_labels
+from supernet.sandwich import SandwichRule, distillation_loss
 from supernet.scoring import SubnetScore, recalibrated_subnet, score_subnet, top1_accuracy
 from supernet.shufflenet import ShuffleNetSupernet
 from supernet.train import NonFiniteLossError, TrainResult, make_path_sampler, train_supernet
@@ -18,9 +21,11 @@ from supernet.train import NonFiniteLossError, TrainResult, make_path_sampler, t
 __all__ = [
     "CHECKPOINT_NAME",
     "BudgetSampler",
+    "EfficientNetSupernet",
     "FairSampler",
     "NonFiniteLossError",
     "PathSampler",
+    "SandwichRule",
     "ShuffleNetSupernet",
     "SubnetScore",
     "Supernet",
@@ -29,12 +34,16 @@ __all__ = [
     "UniformSampler",
     "batch_norm_layers",
     "build_supernet",
+    "distillation_loss",
+    "fair_labels",
+    "full_network_spec",
     "load_checkpoint",
     "load_supernet",
     "make_loader",
     "make_path_sampler",
     "recalibrate_bn",
     "recalibrated_subnet",
+    "resize_input",
     "save_checkpoint",
     "score_subnet",
     "supported_spaces",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -33,6 +33,10 @@ __all__ = ["Supernet"]
 
 class Supernet(nn.Module, abc.ABC):
     """Shared weights of a search space, one path at a time."""
+
+    # Keyword arguments of the constructor that change the weights a supernet holds (e.g. Once-for-All's
+    # kernel transformation): ``build_supernet`` accepts these, checkpoints record ``options()``.
+    OPTIONS: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, space: SearchSpace) -> None:
         super().__init__()
@@ -48,6 +52,20 @@ class Supernet(nn.Module, abc.ABC):
 
         The tensors may share storage with the supernet: ``extract`` copies them.
         """
+
+    def options(self) -> dict[str, Any]:
+        """The constructor options this supernet was built with (plain JSON), to rebuild it from a checkpoint."""
+        return {}
+
+    def extreme_architectures(self) -> tuple[Architecture, Architecture]:
+        """(smallest, largest) architectures of the space, for the sandwich rule (BigNAS).
+
+        Only spaces whose options are sizes have them; the default refuses with a ValueError.
+        """
+        raise ValueError(
+            f"the sandwich rule needs a smallest and a largest architecture; space {self.space.name!r} has no "
+            "such order (its options are different operations, not sizes). Spaces with one: efficientnet"
+        )
 
     def validate(self, arch: Architecture | Mapping[str, Any]) -> Architecture:
         """``arch`` as a valid ``Architecture`` of this supernet's space (ValueError otherwise)."""

@@ -21,7 +21,9 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
     """SGD with (Nesterov) momentum; weight decay on weights only, not on norm parameters nor biases.
 
     Parameters of paths a step did not use have no gradient and are skipped by SGD altogether: neither
-    their momentum nor their weight decay moves them (zero_grad sets gradients to None).
+    their momentum nor their weight decay moves them (zero_grad sets gradients to None). An elastic layer
+    (efficientnet) is one parameter of which a step uses a slice: the rest of it gets a zero gradient, so
+    momentum from earlier steps and weight decay still move it, as in Once-for-All.
     """
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []

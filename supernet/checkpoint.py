@@ -58,6 +58,7 @@ def load_supernet(path: str | os.PathLike[str], map_location: str | torch.device
     """The supernet saved in a training checkpoint (its space rebuilt from the recorded configuration)."""
     state = load_checkpoint(path, map_location)
     space = get_space(state["space"]["name"], state["space"]["config"])
-    net = build_supernet(space, seed=0)  # initial weights are overwritten next
+    options = state["space"].get("supernet_options", {})
+    net = build_supernet(space, seed=0, **options)  # initial weights are overwritten next
     net.load_state_dict(state["model"])
     return net.to(map_location).eval()

@@ -11,6 +11,8 @@ from search_spaces.validation import format_validation_error
 
 __all__ = ["RESUME_FREE_KEYS", "TrainConfig"]
 
+_SANDWICH_KEYS = ("sandwich_random_paths", "inplace_distillation", "distill_temperature")
+
 # Keys that may change between an interrupted run and its resumption: they do not change what is trained.
 RESUME_FREE_KEYS: frozenset[str] = frozenset({"threads", "bn_recalibration", "bn_batches"})
 
@@ -44,6 +46,13 @@ class TrainConfig(BaseModel):
     budget_high: float | None = None
     budget_metric: str = "mult_adds"  # the name of that cost, for messages and the caller's choice of cost_fn
     paths_per_step: int = Field(1, ge=1)  # paths whose gradients add up in one update (FairNAS: n)
+    # The sandwich rule (BigNAS, Yu et al. 2020): every step trains the largest and the smallest architecture
+    # and ``sandwich_random_paths`` drawn by ``sampler``; with ``inplace_distillation`` all but the largest
+    # learn from the largest one's soft predictions (temperature ``distill_temperature``) instead of the labels.
+    sandwich: bool = False
+    sandwich_random_paths: int = Field(2, ge=0)
+    inplace_distillation: bool = True
+    distill_temperature: float = Field(1.0, gt=0)
     seed: int = 0
     threads: int | None = Field(1, ge=1)  # torch threads while training, set by the caller (nas); None: as is
     bn_recalibration: bool = True  # recompute a subnet's BN statistics before scoring it
@@ -62,7 +71,28 @@ class TrainConfig(BaseModel):
             raise ValueError(f"budget_low/budget_high are only used by sampler 'budget', not {self.sampler!r}")
         if self.budget_low is not None and self.budget_high is not None and self.budget_low > self.budget_high:
             raise ValueError(f"budget_low {self.budget_low} is above budget_high {self.budget_high}")
+        self._check_sandwich()
         return self
+
+    def _check_sandwich(self) -> None:
+        # By value, not by the keys given: a dumped and reloaded config holds every key.
+        changed = [key for key in _SANDWICH_KEYS if getattr(self, key) != type(self).model_fields[key].default]
+        if not self.sandwich:
+            if changed:
+                raise ValueError(f"{', '.join(changed)} only apply with sandwich: true")
+            return
+        if self.sampler == "fair":
+            raise ValueError(
+                "sandwich: true draws its random paths from sampler 'uniform' or 'budget', not 'fair' "
+                "(the largest and smallest paths of every step would break strict fairness)"
+            )
+        if self.paths_per_step != 1:
+            raise ValueError(
+                f"with sandwich: true a step trains 2 + sandwich_random_paths paths; paths_per_step must stay 1, "
+                f"got {self.paths_per_step}"
+            )
+        if not self.inplace_distillation and self.distill_temperature != 1.0:
+            raise ValueError("distill_temperature only applies with inplace_distillation: true")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> TrainConfig:
@@ -80,6 +110,9 @@ class TrainConfig(BaseModel):
     def differences(self, other: Mapping[str, Any], ignore: frozenset[str] = RESUME_FREE_KEYS) -> list[str]:
         """Keys whose values differ from ``other`` (a dumped config), as ``key: other -> self`` strings."""
         mine = self.model_dump(mode="json")
+        # A key absent from ``other`` (a config written before the key existed) had its default value.
+        defaults = {k: f.default for k, f in type(self).model_fields.items() if k not in other}
+        other = {**defaults, **other}
         keys = sorted((set(mine) | set(other)) - ignore)
         return [f"{k}: {other.get(k, '<absent>')!r} -> {mine.get(k, '<absent>')!r}" for k in keys
                 if mine.get(k) != other.get(k)]

@@ -8,7 +8,9 @@ stopped in ``state_dict()`` (plain ints, strings, lists and dicts, so a checkpoi
 * ``BudgetSampler``: uniform, restricted to architectures whose cost (any ``arch -> float`` the caller gives,
   e.g. mult-adds) lies in ``[low, high]`` (SPOS trains within FLOPs bins this way).
 * ``FairSampler``: FairNAS strict fairness (Chu et al. 2021): in every group of ``n`` consecutive steps, each
-  option of each layer is trained exactly once.
+  option of each layer is trained exactly once. In the ``efficientnet`` space it is fair over the labels
+  drawn independently (``phi``, the ``(alpha, beta, gamma)`` triple and every stage label) and derives width,
+  depth and resolution from them by the compound rule (``fair_labels``).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from search_spaces import Architecture
+from search_spaces.efficientnet import COEFFICIENTS, EfficientNetSpace
 
 if TYPE_CHECKING:
     from search_spaces import SearchSpace
 
-__all__ = ["BudgetSampler", "FairSampler", "PathSampler", "UniformSampler"]
+__all__ = ["BudgetSampler", "FairSampler", "PathSampler", "UniformSampler", "fair_labels"]
 
 
 class PathSampler(abc.ABC):
@@ -135,19 +138,22 @@ class FairSampler(PathSampler):
     label with fewer options ``m < n`` fills its ``n`` slots with ``n // m`` permutations of its options
     followed by ``n % m`` options drawn without replacement, so within a group each of its options trains
     ``n // m`` or ``n // m + 1`` times (exactly once each when all labels have ``n`` options, as in the
-    ShuffleNet space). Spaces with constraints between choices are refused by ``validate`` at the step
-    that draws an invalid combination.
+    ShuffleNet space).
+
+    The labels it is fair over are ``fair_labels(space)``: every label of a space without constraints; in
+    the ``efficientnet`` space only the labels drawn independently, the others following from them.
     """
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
         super().__init__(space, seed)
-        self.group_size = max(len(options) for options in space.choices().values())
+        self.labels = fair_labels(space)
+        self.group_size = max(len(options) for options in self.labels.values())
         self._queue: list[dict[str, int]] = []  # option indices of the remaining steps of the group
 
     def _new_group(self) -> list[dict[str, int]]:
         n = self.group_size
         columns: dict[str, list[int]] = {}
-        for label, options in self.space.choices().items():
+        for label, options in self.labels.items():
             m = len(options)
             slots: list[int] = []
             for _ in range(n // m):
@@ -160,8 +166,10 @@ class FairSampler(PathSampler):
         if not self._queue:
             self._queue = self._new_group()
         picks = self._queue.pop(0)
-        choices = self.space.choices()
-        values = {label: _native(choices[label][index]) for label, index in picks.items()}
+        values = {label: _native(self.labels[label][index]) for label, index in picks.items()}
+        if isinstance(self.space, EfficientNetSpace):
+            phi, triple = values.pop("phi"), values.pop(COEFFICIENTS)
+            return self.space.compound(int(phi), str(triple), values)
         return self.space.validate(Architecture(space=self.space.name, values=values))
 
     def state_dict(self) -> dict[str, Any]:
@@ -170,6 +178,24 @@ class FairSampler(PathSampler):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self._queue = [{str(k): int(v) for k, v in step.items()} for step in state["queue"]]
+
+
+def fair_labels(space: SearchSpace) -> dict[str, tuple[Any, ...]]:
+    """The labels ``FairSampler`` draws, with their options: those that can be chosen independently.
+
+    In the ``efficientnet`` space the compound-scaling choices are coupled: ``width_mult``, ``depth_mult``
+    and ``resolution`` follow from ``phi`` and the ``(alpha, beta, gamma)`` triple, and ``scaling`` is
+    ``"compound"`` for every point the space samples. Strict fairness over all of them is ill-defined (a
+    width with its own count of options cannot be drawn apart from phi), so the sampler is fair over what
+    ``space.suggest`` asks for -- ``phi``, the triple among the valid ones, every stage label -- and each
+    architecture is ``space.compound(phi, triple, stage labels)``. The derived widths, depths and
+    resolutions are then *not* uniform: phi = 0 gives the base network whatever the triple.
+    """
+    choices = space.choices()
+    if isinstance(space, EfficientNetSpace):
+        stage = {label: options for label, options in choices.items() if label.startswith("stage")}
+        return {"phi": choices["phi"], COEFFICIENTS: choices[COEFFICIENTS], **stage}
+    return dict(choices)
 
 
 def _native(value: Any) -> Any:

@@ -1,7 +1,11 @@
 """Single-path supernet training with per-epoch checkpoints and exact resumption.
 
 Each step draws one path (or ``paths_per_step`` paths) from the configured sampler and trains only that path
-on one batch (SPOS, Guo et al. 2020). Everything that decides the next step is saved at the end of every
+on one batch (SPOS, Guo et al. 2020); with ``sandwich`` a step trains the largest, the smallest and
+``sandwich_random_paths`` sampled paths, the smaller ones distilled in place from the largest (BigNAS,
+``supernet.sandwich``). Gradients of a step's paths are averaged (not summed as in BigNAS), so the learning
+rate of single-path training carries over. A supernet whose paths have their own input resolution
+(efficientnet) resizes the batch in its ``forward``. Everything that decides the next step is saved at the end of every
 epoch -- weights, optimiser, schedule, gradient scaler, sampler and torch RNG state -- and the data order of
 epoch ``e`` is a permutation drawn from ``seed + e`` alone, so a run stopped after any epoch and started
 again with the same ``out_dir`` ends with exactly the weights of a run that never stopped.
@@ -26,6 +30,7 @@ from supernet.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint
 from supernet.config import TrainConfig
 from supernet.data import make_loader
 from supernet.samplers import BudgetSampler, FairSampler, PathSampler, UniformSampler
+from supernet.sandwich import SandwichRule, distillation_loss
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -109,7 +114,7 @@ def train_supernet(
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set ({len(train_set)} samples)")
 
-    space_record = {"name": supernet.space.name, "config": supernet.space.config_dict()}
+    space_record = {"name": supernet.space.name, "config": supernet.space.config_dict(), **_options(supernet)}
     data_record = {"samples": len(train_set)}
     state = _resume_state(ckpt_path, cfg, space_record, data_record)
     supernet.to(device)
@@ -124,6 +129,7 @@ def train_supernet(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     sampler = make_path_sampler(supernet.space, cfg, cost_fn)
+    sandwich = SandwichRule(supernet, sampler, cfg.sandwich_random_paths) if cfg.sandwich else None
     history: list[dict[str, float]] = []
     first_epoch = 0
     if state is not None:
@@ -144,7 +150,7 @@ def train_supernet(
             _set_rng(state["rng"], device)
         for epoch in range(first_epoch, cfg.epochs):
             metrics = _train_epoch(
-                supernet, sampler, optimizer, scheduler, scaler, criterion, train_set, cfg, epoch,
+                supernet, sampler, sandwich, optimizer, scheduler, scaler, criterion, train_set, cfg, epoch,
                 steps_per_epoch, device, amp_dtype, progress, ckpt_path,
             )
             _check_weights(supernet, epoch + 1, steps_per_epoch, ckpt_path)
@@ -174,6 +180,7 @@ def train_supernet(
 def _train_epoch(
     supernet: Supernet,
     sampler: PathSampler,
+    sandwich: SandwichRule | None,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
@@ -190,7 +197,7 @@ def _train_epoch(
     supernet.train()
     loader = make_loader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, drop_last=True)
     loss_sum = 0.0
-    correct = seen = 0
+    correct = seen = images = 0
     busy = 0.0
     bar = tqdm(loader, total=steps_per_epoch, desc=f"supernet epoch {epoch + 1}/{cfg.epochs}",
                disable=not progress, dynamic_ncols=True)
@@ -198,11 +205,15 @@ def _train_epoch(
         tick = time.perf_counter()
         x, y = x_cpu.to(device, non_blocking=True), y_cpu.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        for _ in range(cfg.paths_per_step):
-            arch = sampler.sample()
+        paths = sandwich.paths() if sandwich is not None else [sampler.sample() for _ in range(cfg.paths_per_step)]
+        teacher: torch.Tensor | None = None  # the largest path's logits, with in-place distillation
+        for arch in paths:
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 logits = supernet(x, arch)
-                loss = criterion(logits, y)
+                loss = criterion(logits, y) if teacher is None else distillation_loss(
+                    logits, teacher, cfg.distill_temperature)
+            if sandwich is not None and cfg.inplace_distillation and teacher is None:
+                teacher = logits.detach()
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise NonFiniteLossError(
@@ -212,10 +223,11 @@ def _train_epoch(
                     epoch + 1,
                     step + 1,
                 )
-            scaler.scale(loss / cfg.paths_per_step).backward()
-            loss_sum += value / cfg.paths_per_step
+            scaler.scale(loss / len(paths)).backward()
+            loss_sum += value / len(paths)
             correct += int((logits.detach().argmax(dim=1) == y).sum())
             seen += int(y.numel())
+        images += int(y.numel())
         if cfg.grad_clip is not None:
             scaler.unscale_(optimizer)
             params = [p for p in supernet.parameters() if p.grad is not None]
@@ -226,9 +238,8 @@ def _train_epoch(
         busy += time.perf_counter() - tick
         if progress:
             bar.set_postfix(loss=f"{loss_sum / (step + 1):.3f}", acc=f"{correct / seen:.3f}",
-                            img_s=f"{seen / cfg.paths_per_step / busy:.0f}", refresh=False)
+                            img_s=f"{images / busy:.0f}", refresh=False)
     bar.close()
-    images = seen / cfg.paths_per_step
     return {
         "epoch": float(epoch + 1),
         "loss": loss_sum / steps_per_epoch,
@@ -252,8 +263,8 @@ def _resume_state(
         )
     if state["space"] != space_record:
         raise ValueError(
-            f"{path} was trained for space {state['space']['name']!r} with config {state['space']['config']}, "
-            f"not {space_record['name']!r} with {space_record['config']}; use a new output directory"
+            f"{path} was trained for space {state['space']['name']!r} with {_settings(state['space'])}, "
+            f"not {space_record['name']!r} with {_settings(space_record)}; use a new output directory"
         )
     diffs = cfg.differences(state["config"])
     if diffs:
@@ -286,6 +297,19 @@ def _set_rng(rng: Mapping[str, Any], device: torch.device) -> None:
     torch.set_rng_state(rng["torch"])
     if device.type == "cuda" and "cuda" in rng:
         torch.cuda.set_rng_state(rng["cuda"], device)
+
+
+def _settings(record: Mapping[str, Any]) -> str:
+    """A space record's config (and supernet options, if any) for messages."""
+    text = f"config {record['config']}"
+    return text + (f" and supernet options {record['supernet_options']}" if "supernet_options" in record else "")
+
+
+def _options(supernet: Supernet) -> dict[str, Any]:
+    """The supernet's constructor options for the checkpoint's space record (absent when it has none, so
+    checkpoints of option-less supernets keep their former record)."""
+    options = supernet.options()
+    return {"supernet_options": options} if options else {}
 
 
 def _dump(cfg: TrainConfig) -> dict[str, Any]:

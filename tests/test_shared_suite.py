@@ -1,5 +1,8 @@
 """The suite every search space passes: every preset and 20 random architectures build, run forward,
-are counted by the profilers, export to ONNX and match in ONNX Runtime.
+are counted by the profilers, export to ONNX and match in ONNX Runtime. Every space with a supernet
+(``supernet.supported_spaces()``) also passes: 20 random architectures of its small layout extracted from the
+supernet equal the supernet's forward (the extracted network fed the input resized to the architecture's
+resolution, the supernet the raw input), and a few extracted networks go through the checks above.
 
 Large presets run at a reduced input size (their networks are resolution-agnostic). The default run uses the
 TorchScript exporter for speed (~0.3 s a model); the `slow` variant exports every case with the default
@@ -15,12 +18,14 @@ import torch
 
 from profilers import count_all, export_onnx
 from search_spaces import get_space, get_space_class, list_spaces
+from supernet import Supernet, build_supernet, resize_input, supported_spaces
 
 torch.set_num_threads(1)
 
 # Presets run at this side at most in the default suite.
 _MAX_SIDE = 64
 _RANDOM_PER_SPACE = 20
+_EXPORTED_PER_SUPERNET = 4  # of the random architectures, those whose extracted network is also exported
 _SLOW_PRESETS = {"nasnet-a-large", "efficientnet-b5", "efficientnet-b6", "efficientnet-b7", "shufflenetv2-2.0x"}
 
 
@@ -101,3 +106,45 @@ def test_random_small_architectures_dynamo_export(space_name: str, seed: int, tm
     space = get_space(space_name, {"layout": "small"})
     model = space.build(space.sample(np.random.default_rng(seed))).eval()
     _check(model, space.input_shape(2, space.sample(np.random.default_rng(seed))), space.num_classes, tmp_path, "dynamo")
+
+
+def _supernet_cases() -> list[object]:
+    return [
+        pytest.param(space, seed, id=f"{space}:small:{seed}")
+        for space in supported_spaces()
+        for seed in range(_RANDOM_PER_SPACE)
+    ]
+
+
+@pytest.fixture(scope="module")
+def small_supernets() -> dict[str, Supernet]:
+    """One supernet per space with one, small layout, its batch norms given distinct statistics."""
+    nets = {}
+    gen = torch.Generator().manual_seed(0)
+    for name in supported_spaces():
+        net = build_supernet(get_space(name, {"layout": "small"}), seed=0)
+        with torch.no_grad():
+            for m in net.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    assert m.running_mean is not None and m.running_var is not None
+                    m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                    m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+        nets[name] = net.eval()
+    return nets
+
+
+@pytest.mark.parametrize(("space_name", "seed"), _supernet_cases())
+def test_supernet_extraction(small_supernets, space_name: str, seed: int, tmp_path) -> None:
+    net = small_supernets[space_name]
+    space = net.space
+    arch = space.sample(np.random.default_rng(seed))
+    x = torch.randn(space.input_shape(2), generator=torch.Generator().manual_seed(seed))
+    model = net.extract(arch)
+    assert not model.training
+    assert model.state_dict().keys() == space.build(arch).state_dict().keys()
+    with torch.no_grad():
+        expected = net(x, arch)
+        got = model(resize_input(x, space.resolution(arch)))
+    assert (got - expected).abs().max().item() <= 1e-5
+    if seed < _EXPORTED_PER_SUPERNET:
+        _check(model, space.input_shape(2, arch), space.num_classes, tmp_path, "torchscript")
