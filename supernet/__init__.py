@@ -10,6 +10,7 @@ from supernet.bn import batch_norm_layers, recalibrate_bn
 from supernet.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_supernet, save_checkpoint
 from supernet.config import TrainConfig
 from supernet.evaluate import SubnetScore, evaluate, evaluate_subnet
+from supernet.nasnet import NASNetSupernet
 from supernet.samplers import BudgetSampler, FairSampler, PathSampler, UniformSampler
 from supernet.shufflenet import ShuffleNetSupernet
 from supernet.train import NonFiniteLossError, TrainResult, make_sampler, train_supernet
@@ -18,6 +19,7 @@ __all__ = [
     "CHECKPOINT_NAME",
     "BudgetSampler",
     "FairSampler",
+    "NASNetSupernet",
     "NonFiniteLossError",
     "PathSampler",
     "ShuffleNetSupernet",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -33,6 +33,9 @@ __all__ = ["Supernet"]
 
 class Supernet(nn.Module, abc.ABC):
     """Shared weights of a search space, one path at a time."""
+
+    # Whether ``forward`` takes ``drop_path=rate`` (the trainer's scheduled drop path needs it).
+    supports_drop_path: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace) -> None:
         super().__init__()

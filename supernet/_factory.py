@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from supernet.nasnet import NASNetSupernet
 from supernet.shufflenet import ShuffleNetSupernet
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ __all__ = ["build_supernet", "supported_spaces"]
 
 _SUPERNETS: dict[str, type[Supernet]] = {
     "shufflenet": ShuffleNetSupernet,
+    "nasnet": NASNetSupernet,
 }
 
 

@@ -30,7 +30,7 @@ def test_factory_builds_the_space_supernet(small_space):
     net = build_supernet(small_space)
     assert isinstance(net, ShuffleNetSupernet) and isinstance(net, Supernet)
     assert net.space is small_space
-    assert supported_spaces() == ["shufflenet"]
+    assert "shufflenet" in supported_spaces()
     # one ShuffleBlock per option per layer, shared stem/head/classifier
     assert len(net.blocks) == small_space.num_layers()
     for choice in net.blocks:
@@ -40,9 +40,9 @@ def test_factory_builds_the_space_supernet(small_space):
 
 def test_factory_rejects_a_space_without_supernet():
     class Other:
-        name = "nasnet"
+        name = "no-such-space"
 
-    with pytest.raises(ValueError, match=r"no supernet for space 'nasnet'; allowed: shufflenet"):
+    with pytest.raises(ValueError, match=r"no supernet for space 'no-such-space'; allowed: shufflenet, "):
         build_supernet(Other())  # type: ignore[arg-type]
 
 
