@@ -136,7 +136,8 @@ class FairSampler(PathSampler):
     followed by ``n % m`` options drawn without replacement, so within a group each of its options trains
     ``n // m`` or ``n // m + 1`` times (exactly once each when all labels have ``n`` options, as in the
     ShuffleNet space). Spaces with constraints between choices are refused by ``validate`` at the step
-    that draws an invalid combination.
+    that draws an invalid combination. In the nasnet space the operation labels set ``n``, so operations
+    are strictly fair and input labels balanced (see ``supernet.nasnet``).
     """
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
