@@ -18,6 +18,7 @@ from supernet import (
     TrainConfig,
     build_supernet,
     evaluate_subnet,
+    load_supernet,
     train_supernet,
 )
 from supernet.train import _forward_options
@@ -81,6 +82,9 @@ def test_drop_path_training_resumes_exactly(tiny, digits96, tmp_path, sampler):
     assert result.resumed_from_epoch == 1
     a, b = _weights(full), _weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    loaded = load_supernet(result.checkpoint)  # what a search worker reads
+    assert isinstance(loaded, NASNetSupernet) and not loaded.training
+    assert all(torch.equal(a[k], v) for k, v in loaded.state_dict().items())
     # drop path does change training
     plain = build_supernet(tiny, seed=1)
     train_supernet(plain, digits96, cfg.model_copy(update={"drop_path_prob": 0.0}), tmp_path / "plain", progress=False)
