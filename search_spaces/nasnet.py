@@ -16,6 +16,9 @@ The paper names a network "N @ P": N normal cells per stack and P filters in the
 width of the last normal cell's output = (states it concatenates) x ``filters`` x 2**``num_reductions``.
 NASNet-A's normal cell concatenates 6 states, so "4 @ 1056" is ``cells_per_stack=4, filters=44``
 (6 x 44 x 4 = 1056); see :meth:`NASNetSpace.notation`.
+
+The specs, operations and the factorised reduction are re-exported here as public names for the weight-sharing
+supernet (``supernet.nasnet``), which builds its candidate operations with the very same ``make_op``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from search_spaces._arch import Architecture, Scalar
 from search_spaces._blocks import LatencyBlock
 from search_spaces._nasnet_blocks import nasnet_latency_blocks
 from search_spaces._nasnet_model import NASNet, StemSpec
-from search_spaces._nasnet_ops import NASNET_OPERATIONS
+from search_spaces._nasnet_ops import NASNET_OPERATIONS, FactorizedReduce, make_op
 from search_spaces._nasnet_specs import (
     CELL_KINDS,
     CellPlacement,
@@ -43,7 +46,18 @@ from search_spaces._nasnet_specs import (
 )
 from search_spaces._space import Preset, SearchSpace, SpaceConfig
 
-__all__ = ["NASNET_A_NORMAL", "NASNET_A_REDUCE", "NASNetConfig", "NASNetSpace"]
+__all__ = [
+    "NASNET_A_NORMAL",
+    "NASNET_A_REDUCE",
+    "NASNET_OPERATIONS",
+    "CellPlacement",
+    "CellSpec",
+    "FactorizedReduce",
+    "NASNet",
+    "NASNetConfig",
+    "NASNetSpace",
+    "make_op",
+]
 
 
 class NASNetConfig(SpaceConfig):

@@ -12,6 +12,7 @@ from supernet.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_supernet,
 from supernet.config import TrainConfig
 from supernet.data import make_loader
 from supernet.efficientnet import EfficientNetSupernet, full_network_spec
+from supernet.nasnet import NASNetSupernet
 from supernet.samplers import BudgetSampler, FairSampler, PathSampler, UniformSampler, fair_labels
 from supernet.sandwich import SandwichRule, distillation_loss
 from supernet.scoring import SubnetScore, recalibrated_subnet, score_subnet, top1_accuracy
@@ -23,6 +24,7 @@ __all__ = [
     "BudgetSampler",
     "EfficientNetSupernet",
     "FairSampler",
+    "NASNetSupernet",
     "NonFiniteLossError",
     "PathSampler",
     "SandwichRule",

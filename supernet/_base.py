@@ -37,6 +37,8 @@ class Supernet(nn.Module, abc.ABC):
     # Keyword arguments of the constructor that change the weights a supernet holds (e.g. Once-for-All's
     # kernel transformation): ``build_supernet`` accepts these, checkpoints record ``options()``.
     OPTIONS: ClassVar[frozenset[str]] = frozenset()
+    # Whether ``forward`` takes ``drop_path=rate`` (the trainer's scheduled drop path needs it).
+    supports_drop_path: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace) -> None:
         super().__init__()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from supernet.efficientnet import EfficientNetSupernet
+from supernet.nasnet import NASNetSupernet
 from supernet.shufflenet import ShuffleNetSupernet
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ __all__ = ["build_supernet", "supported_spaces"]
 _SUPERNETS: dict[str, type[Supernet]] = {
     "shufflenet": ShuffleNetSupernet,
     "efficientnet": EfficientNetSupernet,
+    "nasnet": NASNetSupernet,
 }
 
 

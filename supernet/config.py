@@ -39,6 +39,9 @@ class TrainConfig(BaseModel):
     warmup_epochs: float = Field(2.0, ge=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     grad_clip: float | None = Field(5.0, gt=0)  # max global gradient norm; None: no clipping
+    # NASNet's scheduled drop path: the rate rises linearly from 0 at the first step to this at the last
+    # (supernets with ``supports_drop_path`` only, e.g. nasnet); 0 disables it.
+    drop_path_prob: float = Field(0.0, ge=0, lt=1)
     # Mixed precision: "auto" is fp16 with a GradScaler on CUDA and off on CPU; "bf16" works on both.
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     sampler: Literal["uniform", "budget", "fair"] = "uniform"

@@ -141,7 +141,9 @@ class FairSampler(PathSampler):
     ShuffleNet space).
 
     The labels it is fair over are ``fair_labels(space)``: every label of a space without constraints; in
-    the ``efficientnet`` space only the labels drawn independently, the others following from them.
+    the ``efficientnet`` space only the labels drawn independently, the others following from them. In the
+    nasnet space the operation labels set ``n``, so operations are strictly fair and input labels balanced
+    (see ``supernet.nasnet``).
     """
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:

@@ -9,6 +9,9 @@ rate of single-path training carries over. A supernet whose paths have their own
 epoch -- weights, optimiser, schedule, gradient scaler, sampler and torch RNG state -- and the data order of
 epoch ``e`` is a permutation drawn from ``seed + e`` alone, so a run stopped after any epoch and started
 again with the same ``out_dir`` ends with exactly the weights of a run that never stopped.
+
+NASNet's scheduled drop path (``drop_path_prob``) passes the supernet's forward a rate that is a function of
+the global step alone, and draws its masks from torch's generator, whose state the checkpoint keeps.
 """
 
 from __future__ import annotations
@@ -114,6 +117,11 @@ def train_supernet(
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set ({len(train_set)} samples)")
 
+    if cfg.drop_path_prob > 0 and not supernet.supports_drop_path:
+        raise ValueError(
+            f"drop_path_prob {cfg.drop_path_prob} needs a supernet with drop path; the {supernet.space.name!r} "
+            "supernet has none (allowed here: drop_path_prob 0)"
+        )
     space_record = {"name": supernet.space.name, "config": supernet.space.config_dict(), **_options(supernet)}
     data_record = {"samples": len(train_set)}
     state = _resume_state(ckpt_path, cfg, space_record, data_record)
@@ -199,17 +207,20 @@ def _train_epoch(
     loss_sum = 0.0
     correct = seen = images = 0
     busy = 0.0
+    # Listed once: walking the module tree every step costs milliseconds on supernets of thousands of modules.
+    all_params = list(supernet.parameters())
     bar = tqdm(loader, total=steps_per_epoch, desc=f"supernet epoch {epoch + 1}/{cfg.epochs}",
                disable=not progress, dynamic_ncols=True)
     for step, (x_cpu, y_cpu) in enumerate(bar):
         tick = time.perf_counter()
         x, y = x_cpu.to(device, non_blocking=True), y_cpu.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
+        extra = _forward_options(cfg, epoch * steps_per_epoch + step, cfg.epochs * steps_per_epoch)
         paths = sandwich.paths() if sandwich is not None else [sampler.sample() for _ in range(cfg.paths_per_step)]
         teacher: torch.Tensor | None = None  # the largest path's logits, with in-place distillation
         for arch in paths:
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits = supernet(x, arch)
+                logits = supernet(x, arch, **extra)
                 loss = criterion(logits, y) if teacher is None else distillation_loss(
                     logits, teacher, cfg.distill_temperature)
             if sandwich is not None and cfg.inplace_distillation and teacher is None:
@@ -230,7 +241,7 @@ def _train_epoch(
         images += int(y.numel())
         if cfg.grad_clip is not None:
             scaler.unscale_(optimizer)
-            params = [p for p in supernet.parameters() if p.grad is not None]
+            params = [p for p in all_params if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
@@ -248,6 +259,17 @@ def _train_epoch(
         "lr": float(scheduler.get_last_lr()[0]),
         "seconds": busy,
     }
+
+
+def _forward_options(cfg: TrainConfig, step: int, total_steps: int) -> dict[str, float]:
+    """Keyword arguments of the supernet's forward at global ``step``: the scheduled drop-path rate, if on.
+
+    The rate is a function of the step alone (0 at the first step, ``drop_path_prob`` at the last), so a
+    resumed run continues the schedule exactly.
+    """
+    if cfg.drop_path_prob <= 0:
+        return {}
+    return {"drop_path": cfg.drop_path_prob * step / max(1, total_steps - 1)}
 
 
 def _resume_state(

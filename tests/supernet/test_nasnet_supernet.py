@@ -1,0 +1,234 @@
+"""NASNet supernet <-> static network: same outputs, the path's weights only, drop path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from search_spaces import get_space
+from search_spaces.nasnet import NASNET_A_NORMAL, NASNET_A_REDUCE, NASNet, NASNetSpace
+from supernet import NASNetSupernet, Supernet, build_supernet, supported_spaces
+
+torch.set_num_threads(1)
+
+# Two blocks, five operations (every family with and without weights), 8x8 inputs: builds in milliseconds.
+TINY = {
+    "layout": "small",
+    "input_size": 8,
+    "filters": 4,
+    "num_blocks": 2,
+    "operations": ["identity", "sep_conv_3x3", "avg_pool_3x3", "max_pool_3x3", "conv_1x3_3x1"],
+}
+# NASNet-A's published cells at the small layout's sizes (with the reference's extra concatenated states).
+NASNET_A_SMALL = {"layout": "small", "normal_extra_concat": [1], "reduce_extra_concat": [3]}
+
+
+def _space(config: dict[str, object]) -> NASNetSpace:
+    space = get_space("nasnet", config)
+    assert isinstance(space, NASNetSpace)
+    return space
+
+
+def _randomise(net: nn.Module, seed: int) -> None:
+    """Distinct BN affine parameters and running statistics everywhere, so a wrong copy shows."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                assert m.running_mean is not None and m.running_var is not None
+                m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=gen) * 0.1)
+                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+
+
+def _parity(net: Supernet, arch: object, x: torch.Tensor) -> float:
+    model = net.extract(arch)  # type: ignore[arg-type]
+    assert isinstance(model, NASNet) and not model.training
+    with torch.no_grad():
+        return (model(x) - net(x, arch)).abs().max().item()  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def small_supernet() -> NASNetSupernet:
+    net = build_supernet(_space({"layout": "small"}), seed=0)
+    assert isinstance(net, NASNetSupernet)
+    _randomise(net, seed=1)
+    return net.eval()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_extract_equals_supernet_forward_small(small_supernet, seed):
+    arch = small_supernet.space.sample(np.random.default_rng(seed))
+    x = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(seed))
+    assert _parity(small_supernet, arch, x) <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        NASNET_A_SMALL,
+        # The ImageNet stem (two reduction cells after a strided stem) and NASNet-A Large's skip of the
+        # reduction cell's input, both at small sizes.
+        {**NASNET_A_SMALL, "stem": "imagenet", "filters": 8, "stem_multiplier": 0.5, "input_size": 32},
+        {**NASNET_A_SMALL, "skip_reduction_layer_input": True},
+    ],
+    ids=["small", "imagenet-stem", "skip-reduction-input"],
+)
+def test_extract_equals_supernet_forward_nasnet_a(config):
+    space = _space(config)
+    net = build_supernet(space, seed=0)
+    _randomise(net, seed=3)
+    net.eval()
+    arch = space.arch_from_cells(NASNET_A_NORMAL, NASNET_A_REDUCE)
+    model = net.extract(arch)
+    assert space.cell_text(arch) == {"normal": NASNET_A_NORMAL, "reduce": NASNET_A_REDUCE}
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in space.build(arch).parameters())
+    x = torch.randn(2, *space.input_shape()[1:], generator=torch.Generator().manual_seed(0))
+    assert _parity(net, arch, x) <= 1e-5
+
+
+def _two_state_reduction() -> dict[str, object]:
+    """Cells of five blocks: the normal cell concatenates one state (its last block), the reduction cell two
+    (blocks 2 and 4), so the reduction cell's output (2 x 16 filters) has the width of the next reduction
+    cell (32 filters), which then reads it as h_(i-1) without adjustment, as the static network does."""
+    inputs = {"normal": [(0, 1), (2, 2), (3, 3), (4, 4), (5, 5)], "reduce": [(0, 1), (2, 2), (3, 3), (3, 3), (5, 5)]}
+    values: dict[str, object] = {}
+    for kind, blocks in inputs.items():
+        for b, pair in enumerate(blocks):
+            for side in (0, 1):
+                values[f"{kind}/b{b}/in{side}"] = pair[side]
+                values[f"{kind}/b{b}/op{side}"] = "sep_conv_3x3" if side else "max_pool_3x3"
+    return values
+
+
+def test_unadjusted_same_width_input_and_key_names(small_supernet):
+    space = small_supernet.space
+    arch = space.make_arch(_two_state_reduction())
+    assert space.decode(arch)["reduce"].concat_states() == (4, 6)
+    model = space.build(arch)
+    assert isinstance(model.cells["reduction_1"].adjust_prev, nn.Identity)
+    sub = small_supernet.subnet_state_dict(arch)
+    static = model.state_dict()
+    assert set(sub) == set(static)
+    assert all(sub[k].shape == v.shape for k, v in static.items())
+    # A candidate is the static operation under a shorter name; grouped weights are the chosen groups.
+    supernet_state = small_supernet.state_dict()
+    assert torch.equal(
+        sub["cells.cell_0.ops.1.1.weight"], supernet_state["cells.cell_0.candidates.0.1.sep_conv_3x3.1.weight"]
+    )
+    assert torch.equal(sub["classifier.weight"], supernet_state["classifier.weights.6"])
+    expected = torch.cat([supernet_state[f"cells.cell_1.adjust_input.weights.{g}"] for g in (4, 6)], dim=1)
+    assert torch.equal(sub["cells.cell_1.adjust_input.1.weight"], expected)
+    x = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert _parity(small_supernet, arch, x) <= 1e-5
+
+
+def _on_path(net: NASNetSupernet, arch: object) -> tuple[set[str], dict[str, tuple[int, ...]]]:
+    """Prefixes of the candidates a path uses, and the groups each grouped layer reads."""
+    specs = net.space.decode(arch)  # type: ignore[arg-type]
+    candidates: set[str] = set()
+    groups: dict[str, tuple[int, ...]] = {}
+    outputs: list[tuple[int, ...]] = [(0,)]
+    for (name, cell), (i, p), kind in zip(net.cells.items(), net.wiring, net.kinds):
+        spec = specs[kind]
+        for b, block in enumerate(spec.blocks):
+            candidates |= {f"cells.{name}.candidates.{b}.{s}.{op}." for s, op in zip(block.inputs, block.ops)}
+        candidates |= {f"cells.{name}.fit.{s}." for s in spec.concat_states() if s < 2}
+        groups[f"cells.{name}.adjust_input"] = outputs[i]
+        if cell.adjust_prev is not None and not cell._prev_is_identity(outputs[p]):
+            groups[f"cells.{name}.adjust_prev"] = outputs[p]
+        outputs.append(spec.concat_states())
+    groups["classifier"] = outputs[-1]
+    return candidates, groups
+
+
+def test_gradients_reach_only_the_chosen_path():
+    space = _space(TINY)
+    net = build_supernet(space, seed=0).train()
+    assert isinstance(net, NASNetSupernet)
+    for seed in range(3):
+        net.zero_grad(set_to_none=True)
+        arch = space.sample(np.random.default_rng(seed))
+        x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+        # In train mode (batch statistics) the path and the extracted network compute the same function.
+        static = net.extract(arch).train()
+        y = net(x, arch)
+        assert (y - static(x)).abs().max().item() <= 1e-5
+        y.square().sum().backward()
+        candidates, groups = _on_path(net, arch)
+        for name, param in net.named_parameters():
+            if name.startswith("stem.") or name == "classifier.bias":
+                expected = True
+            elif ".candidates." in name or ".fit." in name:
+                expected = any(name.startswith(c) for c in candidates)
+            else:  # a grouped layer: its norm when used at all, its weight groups when concatenated
+                layer = name.split(".weights")[0].split(".norm")[0]
+                if ".norm." in name:
+                    expected = layer in groups
+                else:
+                    expected = layer in groups and int(name.rsplit(".", 1)[1]) in groups[layer]
+            assert (param.grad is not None) == expected, name
+
+
+def test_architecture_is_an_argument_and_validated():
+    space = _space(TINY)
+    net = build_supernet(space, seed=0).eval()
+    a, b = space.sample(np.random.default_rng(0)), space.sample(np.random.default_rng(1))
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        ya, yb, ya2 = net(x, a), net(x, b), net(x, dict(a))
+    assert not torch.allclose(ya, yb)
+    assert torch.equal(ya, ya2)
+    bad = {**a.values, "normal/b1/in0": 7}
+    with pytest.raises(ValueError, match=r"normal/b1/in0.*7"):
+        net(x, bad)
+    with pytest.raises(ValueError, match=r"normal/b1/in0.*7"):
+        net.extract(bad)
+    with pytest.raises(ValueError, match="needs a NASNetSpace"):
+        NASNetSupernet(get_space("shufflenet", {"layout": "small"}))
+
+
+def test_factory_and_candidate_layout():
+    space = _space(TINY)
+    net = build_supernet(space, seed=0)
+    assert isinstance(net, NASNetSupernet) and "nasnet" in supported_spaces()
+    cell = net.cells["cell_0"]
+    # block b: one ModuleDict of every operation for each of its 2 + b inputs
+    assert [len(per_block) for per_block in cell.candidates] == [2, 3]
+    assert isinstance(cell.candidate(1, 2, "identity"), nn.Identity)  # nothing to adjust: no weights
+    assert not isinstance(net.cells["reduction_0"].candidate(0, 0, "identity"), nn.Identity)  # strided 1x1 conv
+    assert set(cell.candidates[0][0].keys()) == set(TINY["operations"])  # type: ignore[arg-type]
+    a, b = build_supernet(space, seed=4).state_dict(), build_supernet(space, seed=4).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_drop_path_only_in_training_and_never_on_identity():
+    space = _space(TINY)
+    net = build_supernet(space, seed=0)
+    values = dict(space.sample(np.random.default_rng(0)).values)
+    identity_only = {k: ("identity" if "/op" in k else v) for k, v in values.items()}
+    x = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        net.eval()
+        assert torch.equal(net(x, values, drop_path=0.5), net(x, values))
+        net.train()
+        torch.manual_seed(0)
+        plain = net(x, values)
+        torch.manual_seed(0)
+        dropped = net(x, values, drop_path=0.5)
+        assert not torch.allclose(plain, dropped)
+        # identity everywhere: nothing to drop, so the same function and no random draws
+        torch.manual_seed(0)
+        before = torch.get_rng_state()
+        assert torch.equal(net(x, identity_only, drop_path=0.5), net(x, identity_only))
+        assert torch.equal(torch.get_rng_state(), before)
+        torch.manual_seed(1)
+        again = net(x, values, drop_path=0.5)
+        torch.manual_seed(0)
+        assert torch.equal(net(x, values, drop_path=0.5), dropped) and not torch.equal(again, dropped)
+    with pytest.raises(ValueError, match=r"drop_path must be in \[0, 1\), got 1.0"):
+        net(x, values, drop_path=1.0)
