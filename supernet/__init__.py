@@ -7,7 +7,14 @@ passed in by the caller.
 from supernet._base import Supernet
 from supernet._factory import build_supernet, supported_spaces
 from supernet.bn import batch_norm_layers, recalibrate_bn
-from supernet.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_supernet, save_checkpoint
+from supernet.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    load_checkpoint,
+    load_supernet,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from supernet.config import TrainConfig
 from supernet.data import make_loader
 from supernet.samplers import BudgetSampler, FairSampler, PathSampler, UniformSampler
@@ -18,6 +25,7 @@ from supernet.train import NonFiniteLossError, TrainResult, make_path_sampler, t
 __all__ = [
     "CHECKPOINT_NAME",
     "BudgetSampler",
+    "CheckpointError",
     "FairSampler",
     "NonFiniteLossError",
     "PathSampler",
@@ -35,6 +43,7 @@ __all__ = [
     "make_path_sampler",
     "recalibrate_bn",
     "recalibrated_subnet",
+    "remove_stale_temporaries",
     "save_checkpoint",
     "score_subnet",
     "supported_spaces",
