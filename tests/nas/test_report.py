@@ -388,4 +388,4 @@ def test_only_budgets_that_were_set_mark_points_over_budget(tmp_path: Path) -> N
     budgets = parse_budgets(max_latency_ms=2.0)
     over = sum(1 for r in _competing(records) if r.latency_ms > 2.0)
     html = write_report(tmp_path / "latency", records, budgets=budgets, run_info={}).html.read_text()
-    assert f"over budget (latency_ms ≤ 2 ms) ({over})" in html
+    assert f"over budget (latency_ms \\u2264 2 ms) ({over})" in html  # the plot's legend, JSON-escaped
