@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas.cli.memory_estimate import check_input_fits
 from nas.core.errors import UsageError, clip
+from nas.core.paths import check_writable_dir
 
 if TYPE_CHECKING:
     from torch import nn
@@ -108,7 +109,8 @@ def _import_dependencies() -> None:
 
 def _last_line(err: BaseException) -> str:
     lines = [line for line in str(err).strip().splitlines() if line.strip()]
-    return clip(f"{type(err).__name__}: {lines[-1] if lines else ''}".rstrip(": "), 160)
+    text = " ".join(f"{type(err).__name__}: {lines[-1] if lines else ''}".rstrip(": ").split())
+    return text if len(text) <= 160 else text[:159] + "…"
 
 
 def load_user_model(spec: str) -> nn.Module:
@@ -231,6 +233,8 @@ def run_profile(request: ProfileRequest) -> int:
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available here; allowed on this machine: cpu")
     check_input_fits(model, shape)
+    if request.latency_table is not None:
+        check_writable_dir(request.latency_table, "--latency-table directory")
     from profilers import profile_model
 
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,13 @@ import pytest
 
 from nas.cli.main import main
 
+_ROOT = Path(__file__).resolve().parents[2]
+
 
 def _nas(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nas.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    """``python -m nas`` as a user runs it (from any directory: the project on PYTHONPATH, as an install puts it)."""
+    env = {**os.environ, "PYTHONPATH": str(_ROOT)}
+    return subprocess.run([sys.executable, "-m", "nas", *args], capture_output=True, text=True, cwd=cwd, timeout=600, env=env)
 
 
 def _usage_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
