@@ -62,6 +62,10 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _percent(value: Any) -> str:
+    return f"{float(value):+.0%}" if isinstance(value, numbers.Real) and math.isfinite(float(value)) else "n/a"
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, Mapping):
         return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
@@ -153,7 +157,7 @@ def profile_section(
     if isinstance(table.get("winner_predicted_ms"), numbers.Real):
         blocks.append(Para(
             f"The run's latency table predicts {table['winner_predicted_ms']:.4g} ms for it "
-            f"({_cell(table.get('winner_relative_error'))} relative to the measurement, {table.get('entries')} blocks)."
+            f"({_percent(table.get('winner_relative_error'))} against the measurement, {table.get('entries')} blocks)."
         ))
     findings = [g for g in profile.get("guidelines") or [] if isinstance(g, Mapping)]
     blocks.append(Heading(3, "Guideline audit (ShuffleNetV2 G1-G4, VoVNet)"))
