@@ -7,3 +7,5 @@
 * :mod:`nas.pipeline` -- the stages in order, each resumable.
 * :mod:`nas.cli` -- the ``nas`` command (``python -m nas`` too).
 """
+
+__version__ = "0.1.0"  # kept equal to pyproject.toml's [project] version (a test checks)

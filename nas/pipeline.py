@@ -12,7 +12,7 @@ import torch
 from nas.core.config import load_data
 from nas.core.errors import UsageError
 from nas.core.run_dir import RunDir
-from nas.export.winner import export_run, exported_already
+from nas.export.winner import export_run, find_export, pick_candidate
 from nas.search.records import run_records
 from profilers import torch_threads
 
@@ -48,8 +48,12 @@ _RESUME_FREE = {
 }
 
 
-def prepare_run(cfg: RunConfig, out: Path) -> RunDir:
-    """Create the run directory with its config.yaml, or check that an existing one has the same config."""
+def prepare_run(cfg: RunConfig, out: Path, *, fresh: bool = False) -> RunDir:
+    """Create the run directory with its config.yaml, or check that an existing one has the same config.
+
+    ``fresh``: delete what earlier runs wrote there first (``nas run --reference``: a reference run never
+    inherits another run's timings, exports or records).
+    """
     from nas.core.config import load_config, write_config
     from supernet import supported_spaces
 
@@ -59,6 +63,8 @@ def prepare_run(cfg: RunConfig, out: Path) -> RunDir:
             f"spaces with a supernet: {', '.join(supported_spaces())} (every space can be profiled: nas profile)"
         )
     run = RunDir(out)
+    if fresh:
+        run.clear_generated()
     if run.config_path.is_file():
         existing = load_config(run.config_path)
         diff = [
@@ -86,6 +92,11 @@ def train_run(run: RunDir, *, progress: bool = True) -> dict[str, Any]:
 
     cfg = run.load_config()
     data = load_data(cfg)
+    if len(data.train) < cfg.supernet.batch_size:
+        raise UsageError(
+            f"the training split has {len(data.train)} images, fewer than supernet.batch_size "
+            f"{cfg.supernet.batch_size}; set supernet.batch_size to at most {len(data.train)} or add data"
+        )
     space = make_space(cfg, data)
     supernet = build_supernet(space, seed=cfg.seed)
     cost_fn = None
@@ -97,7 +108,8 @@ def train_run(run: RunDir, *, progress: bool = True) -> dict[str, Any]:
             supernet, data.train, cfg.supernet, run.supernet_dir, progress=progress, cost_fn=cost_fn
         )
     seconds = time.perf_counter() - start
-    previous = run.read_info().get("timings", {}).get("train_s", 0.0)
+    # Time adds up over the calls that trained this checkpoint; a training from scratch starts the count again.
+    previous = run.read_info().get("timings", {}).get("train_s", 0.0) if result.resumed_from_epoch > 0 else 0.0
     run.update_info(timings={"train_s": previous + seconds}, data=data.describe(), training=result.final)
     return dict(result.final)
 
@@ -117,8 +129,13 @@ def _cost_function(space: Any, metric: str) -> Any:
     return cost
 
 
-def report_run(run: RunDir, budgets: dict[str, float] | None = None) -> Path:
-    """Write report.md/.html and the Pareto plots for the run's candidates."""
+def report_run(run: RunDir, budgets: dict[str, float] | None = None, *, export: bool = True) -> Path:
+    """Write report.md/.html and the Pareto plots; every section describes the one candidate selected.
+
+    The winner is chosen by :func:`nas.export.winner.pick_candidate` under ``budgets`` (default: the run's
+    ``report.budgets``), the rule ``nas export --best`` uses. Its export (profile, guideline audit, ONNX check) is
+    the checked export of that candidate from this supernet; with ``export`` it is made when missing.
+    """
     from nas.report.report import library_versions, write_report
 
     cfg = run.load_config()
@@ -126,7 +143,7 @@ def report_run(run: RunDir, budgets: dict[str, float] | None = None) -> Path:
     if budgets is None:
         budgets = dict(cfg.report.budgets)
     info = run.read_info()
-    run_info = {
+    run_info: dict[str, Any] = {
         "config": cfg.model_dump(mode="json"),
         "device": info.get("device", {}),
         "versions": library_versions(),
@@ -135,21 +152,35 @@ def report_run(run: RunDir, budgets: dict[str, float] | None = None) -> Path:
         "engine": info.get("search", {}).get("engine", cfg.search.engine),
         "sampler": cfg.search.sampler,
     }
-    if "export" in info:
-        run_info["export"] = info["export"]
-    if "winner_profile" in info:
-        run_info["winner_profile"] = info["winner_profile"]
-    if "latency_table" in info:
-        run_info["latency_table"] = info["latency_table"]
+    winner = _selected(records, budgets)
+    if winner is not None:
+        bundle = find_export(run, winner)
+        if bundle is None and export:
+            print(f"      exporting trial {winner.trial}, the selected candidate (its profile, audit and ONNX check)")
+            bundle = export_run(run, trial=winner.trial)
+        if bundle is not None:
+            run_info["export"] = bundle
+            run_info["winner_profile"] = bundle.get("profile", {})
+            if bundle.get("latency_table"):
+                run_info["latency_table"] = bundle["latency_table"]
+        else:
+            run_info["not_exported"] = winner.trial
     paths = write_report(run.root, records, budgets=budgets, run_info=run_info)
     return Path(paths.markdown)
 
 
-def run_all(cfg: RunConfig, out: Path, *, progress: bool = True) -> dict[str, Any]:
-    """`nas run`: train -> search -> report -> export, each step resuming what the run directory has."""
+def _selected(records: list[Any], budgets: dict[str, float]) -> Any:
+    try:
+        return pick_candidate(records, None, budgets)
+    except UsageError:  # no complete candidate: the report says so
+        return None
+
+
+def run_all(cfg: RunConfig, out: Path, *, progress: bool = True, fresh: bool = False) -> dict[str, Any]:
+    """`nas run`: train -> search -> export -> report, each step resuming what the run directory has."""
     from nas.search.engine import run_search
 
-    run = prepare_run(cfg, out)
+    run = prepare_run(cfg, out, fresh=fresh)
     start = time.perf_counter()
     print(f"[1/4] supernet training -> {run.supernet_dir}")
     train_run(run, progress=progress)
@@ -162,7 +193,12 @@ def run_all(cfg: RunConfig, out: Path, *, progress: bool = True) -> dict[str, An
         summary = run_search(run, progress=progress)
     print(f"      {summary.complete} complete, {summary.failed} failed, {summary.duplicates} duplicate proposals")
     print("[3/4] export of the winner")
-    exported = exported_already(run) or export_run(run)
+    winner = pick_candidate(run_records(run), None, dict(cfg.report.budgets))
+    exported = find_export(run, winner)
+    if exported is not None:
+        print(f"      trial {winner.trial} was exported before from this supernet: {exported['onnx']}")
+    else:
+        exported = export_run(run, trial=winner.trial)
     print("[4/4] report")
     report = report_run(run)
     run.update_info(timings={"run_last_s": time.perf_counter() - start})

@@ -48,13 +48,25 @@ def format_validation_error(err: ValidationError, root: type[BaseModel], *, extr
             continue
         expected = _expected(root, loc)
         given = item.get("input")
-        text = f"{path or '(top level)'}: {msg}; got {given!r} ({type(given).__name__})"
+        text = f"{path or '(top level)'}: {msg}; got {_short_repr(given)} ({type(given).__name__})"
         if expected and item["type"] != "literal_error":  # pydantic's message already lists the options
             text += f", expected {expected}"
         if "a number" in expected and isinstance(given, str) and _looks_like_float(given):
-            text += f" (YAML reads {given!r} as a string: write it with a dot, e.g. 1.0e-3)"
+            text += f" (YAML reads {_short_repr(given)} as a string: write it with a dot, e.g. 1.0e-3)"
         messages.append(text)
+    if len(messages) > _MAX_PROBLEMS:
+        messages = [*messages[:_MAX_PROBLEMS], f"and {len(messages) - _MAX_PROBLEMS} more problem(s)"]
     return "; ".join(messages)
+
+
+_MAX_PROBLEMS = 3
+_MAX_ECHO = 60  # characters of a user's value quoted back in a message
+
+
+def _short_repr(value: Any) -> str:
+    """``repr(value)`` cut to a few dozen characters: a message never quotes a whole hostile document back."""
+    text = repr(value)
+    return text if len(text) <= _MAX_ECHO else f"{text[: _MAX_ECHO - 1]}… ({len(text)} characters)"
 
 
 def model_class(annotation: Any) -> type[BaseModel] | None:

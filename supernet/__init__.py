@@ -8,7 +8,14 @@ from supernet._base import Supernet
 from supernet._elastic import resize_input
 from supernet._factory import build_supernet, supported_spaces
 from supernet.bn import batch_norm_layers, recalibrate_bn
-from supernet.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_supernet, save_checkpoint
+from supernet.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    load_checkpoint,
+    load_supernet,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from supernet.config import TrainConfig
 from supernet.data import make_loader
 from supernet.efficientnet import EfficientNetSupernet, full_network_spec
@@ -22,6 +29,7 @@ from supernet.train import NonFiniteLossError, TrainResult, make_path_sampler, t
 __all__ = [
     "CHECKPOINT_NAME",
     "BudgetSampler",
+    "CheckpointError",
     "EfficientNetSupernet",
     "FairSampler",
     "NASNetSupernet",
@@ -45,6 +53,7 @@ __all__ = [
     "make_path_sampler",
     "recalibrate_bn",
     "recalibrated_subnet",
+    "remove_stale_temporaries",
     "resize_input",
     "save_checkpoint",
     "score_subnet",

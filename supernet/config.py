@@ -28,7 +28,7 @@ class TrainConfig(BaseModel):
     a busy two-core machine (search workers, other jobs) slow training down many times over.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # "1" is not 1: no silent coercion
 
     epochs: int = Field(60, ge=1)
     batch_size: int = Field(64, ge=1)

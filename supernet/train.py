@@ -29,7 +29,14 @@ from torch import nn
 from tqdm import tqdm
 
 from supernet._optim import WarmupCosine, make_optimizer, resolve_amp
-from supernet.checkpoint import CHECKPOINT_NAME, FORMAT_VERSION, load_checkpoint, save_checkpoint
+from supernet.checkpoint import (
+    CHECKPOINT_NAME,
+    FORMAT_VERSION,
+    CheckpointError,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from supernet.config import TrainConfig
 from supernet.data import make_loader
 from supernet.samplers import BudgetSampler, FairSampler, PathSampler, UniformSampler
@@ -275,22 +282,23 @@ def _forward_options(cfg: TrainConfig, step: int, total_steps: int) -> dict[str,
 def _resume_state(
     path: Path, cfg: TrainConfig, space_record: dict[str, Any], data_record: dict[str, Any]
 ) -> dict[str, Any] | None:
+    remove_stale_temporaries(path)  # a write killed half-way leaves its temporary file: the training owns the dir
     if not path.exists():
         return None
     state = load_checkpoint(path)
     if state["data"] != data_record:
-        raise ValueError(
+        raise CheckpointError(
             f"{path} was trained on {state['data']['samples']} samples, this training set has "
             f"{data_record['samples']}; resume with the same data or use a new output directory"
         )
     if state["space"] != space_record:
-        raise ValueError(
+        raise CheckpointError(
             f"{path} was trained for space {state['space']['name']!r} with {_settings(state['space'])}, "
             f"not {space_record['name']!r} with {_settings(space_record)}; use a new output directory"
         )
     diffs = cfg.differences(state["config"])
     if diffs:
-        raise ValueError(
+        raise CheckpointError(
             f"{path} was written with a different supernet config ({'; '.join(diffs)}); "
             "resume with the same config or use a new output directory"
         )

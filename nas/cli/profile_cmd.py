@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas.core.errors import UsageError
+from nas.cli.memory_estimate import check_input_fits
+from nas.core.errors import UsageError, clip
+from nas.core.paths import check_writable_dir
 
 if TYPE_CHECKING:
     from torch import nn
@@ -38,15 +40,21 @@ class ProfileRequest:
     as_json: bool = False
 
 
-def load_arch(text: str, space_name: str) -> Architecture:
-    """An architecture from JSON text or a JSON file: {"space", "values"} or a bare values mapping."""
-    from search_spaces import Architecture
+_MAX_ARCH_BYTES = 1 << 20
+_DEFAULT_MODEL_SIDE = 224  # --model without --input-size: ImageNet's side, said in the output  # an architecture is a few hundred labels at most
 
-    candidate = Path(text)
-    if not text.lstrip().startswith(("{", "[")) and candidate.suffix == ".json":
+
+def _arch_document(text: str) -> dict[str, Any]:
+    """The JSON object of ``--arch`` (text or a .json file), within size and nesting limits."""
+    candidate = Path(text) if len(text) < 4096 else None
+    if not text.lstrip().startswith(("{", "[")) and candidate is not None and candidate.suffix == ".json":
         if not candidate.is_file():
-            raise UsageError(f"architecture file {text!r} does not exist")
-        text = candidate.read_text()
+            raise UsageError(f"architecture file {clip(text)} does not exist")
+        if candidate.stat().st_size > _MAX_ARCH_BYTES:
+            raise UsageError(f"architecture file {clip(text)} is larger than {_MAX_ARCH_BYTES} bytes; an architecture is a small JSON object")
+        text = candidate.read_text(encoding="utf-8", errors="replace")
+    if len(text) > _MAX_ARCH_BYTES:
+        raise UsageError(f"--arch is {len(text)} characters, more than {_MAX_ARCH_BYTES}; an architecture is a small JSON object")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -54,73 +62,152 @@ def load_arch(text: str, space_name: str) -> Architecture:
             f"--arch is not valid JSON ({err.msg} at line {err.lineno} column {err.colno}); "
             'give {"space": ..., "values": {label: value}}, a bare {label: value} object, or a .json file'
         ) from None
+    except RecursionError:
+        raise UsageError("--arch is nested too deeply; an architecture is a flat {label: value} object") from None
     if not isinstance(data, dict):
         raise UsageError(f"--arch must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def load_arch(text: str, space_name: str | None) -> tuple[Architecture, dict[str, Any] | None]:
+    """An architecture from JSON text or a file, and the space configuration the file records (if any).
+
+    Accepted: ``{"space", "values"}`` (with ``arch_id``, ``layout`` and ``space_config`` as ``nas export``
+    writes them) or a bare ``{label: value}`` mapping (then ``space_name`` is needed).
+    """
+    from search_spaces import Architecture
+
+    data = _arch_document(text)
+    space_config = data.pop("space_config", None)
+    layout = data.pop("layout", None)
+    if space_config is not None and not isinstance(space_config, dict):
+        raise UsageError(f"--arch: space_config must be a JSON object, got {type(space_config).__name__}")
     try:
         if "values" in data and isinstance(data["values"], dict):
             arch = Architecture.from_dict(data)
+        elif space_name is None:
+            raise UsageError('--arch without --space must name its space: {"space": ..., "values": {...}}')
         else:
             arch = Architecture(space=space_name, values=data)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    if arch.space != space_name:
-        raise UsageError(f"--arch belongs to space {arch.space!r} but --space is {space_name!r}")
-    return arch
+    except (ValueError, TypeError) as err:
+        raise UsageError(clip(str(err), 300)) from None
+    if space_name is not None and arch.space != space_name:
+        raise UsageError(f"--arch belongs to space {clip(arch.space)} but --space is {clip(space_name)}")
+    recorded = dict(space_config) if space_config is not None else ({"layout": layout} if layout else None)
+    return arch, recorded
+
+
+def _import_dependencies() -> None:
+    """Import what profiling uses before the user's directory is importable, so no file there can replace it."""
+    import fvcore.nn  # noqa: F401
+    import onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
+    import torch  # noqa: F401
+
+    import profilers  # noqa: F401
+
+
+def _last_line(err: BaseException) -> str:
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    text = " ".join(f"{type(err).__name__}: {lines[-1] if lines else ''}".rstrip(": ").split())
+    return text if len(text) <= 160 else text[:159] + "…"
 
 
 def load_user_model(spec: str) -> nn.Module:
-    """Call MODULE:CALLABLE (the current directory is importable) and check it returns an nn.Module."""
+    """Call MODULE:CALLABLE from the current directory and check it returns an nn.Module.
+
+    The current directory is importable only while the user's module is imported, after the tool's own
+    dependencies are: a stray ``fvcore.py`` there is never executed. Any failure of the user's code (syntax error,
+    import error, an exception, a callable that needs arguments) is bad input showing its error's last line.
+    """
     from torch import nn
 
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise UsageError(f"--model {spec!r} must look like MODULE:CALLABLE, e.g. mypkg.models:make_model")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+        raise UsageError(f"--model {clip(spec)} must look like MODULE:CALLABLE, e.g. mypkg.models:make_model")
+    _import_dependencies()
+    cwd = os.getcwd()
+    sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
-        raise UsageError(f"--model: cannot import module {module_name!r} ({err})") from None
+        if err.name and module_name.startswith(err.name):
+            raise UsageError(f"--model: no module {clip(module_name)} in {clip(cwd)} or the installed packages") from None
+        raise UsageError(f"--model: your model failed to import: {_last_line(err)}") from None
+    except Exception as err:
+        raise UsageError(f"--model: your model failed to import: {_last_line(err)}") from None
+    finally:
+        if sys.path and sys.path[0] == cwd:
+            del sys.path[0]
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
         public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
-        raise UsageError(f"--model: {module_name!r} has no callable {attr!r}; callables: {', '.join(public[:20])}")
-    model = factory()
+        raise UsageError(f"--model: {clip(module_name)} has no callable {clip(attr)}; callables: {', '.join(public[:20])[:200]}")
+    try:
+        model = factory()
+    except Exception as err:
+        raise UsageError(f"--model: your model failed when called as {clip(spec)}(): {_last_line(err)}") from None
     if not isinstance(model, nn.Module):
-        raise UsageError(f"--model: {spec} returned a {type(model).__name__}, not a torch.nn.Module")
+        raise UsageError(f"--model: {clip(spec)} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def check_user_model_runs(model: nn.Module, shape: tuple[int, ...]) -> None:
+    """One forward pass at batch 1 of ``shape``; a failure is the user's model rejecting the input."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            model(torch.zeros((1, *shape[1:])))
+    except Exception as err:
+        raise UsageError(
+            f"--model: your model failed on an input of shape {tuple(shape[1:])} (set --input-size / "
+            f"--in-channels): {_last_line(err)}"
+        ) from None
+    finally:
+        model.train(was_training)
+
+
+def _space_and_arch(request: ProfileRequest) -> tuple[SearchSpace, Architecture]:
+    from search_spaces import get_space, get_space_class, list_spaces
+
+    if request.preset is not None:
+        if request.space is None:
+            raise UsageError(f"--preset needs --space; spaces: {', '.join(list_spaces())}")
+        if request.layout is not None:
+            raise UsageError("--layout goes with --arch; a preset fixes its own layout")
+        return get_space_class(request.space).preset(request.preset)
+    if request.arch is None:
+        assert request.space is not None
+        raise UsageError(
+            f"--space needs --preset NAME or --arch JSON; presets of {clip(request.space)}: "
+            + ", ".join(get_space_class(request.space).preset_table())
+        )
+    arch, recorded = load_arch(request.arch, request.space)
+    config: dict[str, Any] = dict(recorded or {})
+    if request.layout is not None:  # the user's layout wins over the file's, which must then not pin a config
+        config = {"layout": request.layout}
+    space = get_space(arch.space, config or None)
+    return space, space.validate(arch)
 
 
 def _space_model(
     request: ProfileRequest,
 ) -> tuple[nn.Module, tuple[int, int, int, int], dict[str, Any], SearchSpace, Architecture]:
-    from search_spaces import get_space, get_space_class
-
-    assert request.space is not None
     try:
-        cls = get_space_class(request.space)
-        space: SearchSpace
-        if request.preset is not None:
-            if request.layout is not None:
-                raise UsageError("--layout goes with --arch; a preset fixes its own layout")
-            space, arch = cls.preset(request.preset)
-        elif request.arch is not None:
-            space = get_space(request.space, {"layout": request.layout} if request.layout else None)
-            arch = space.validate(load_arch(request.arch, request.space))
-        else:
-            raise UsageError(
-                f"--space needs --preset NAME or --arch JSON; presets of {request.space!r}: "
-                + ", ".join(cls.preset_table())
-            )
+        space, arch = _space_and_arch(request)
         model = space.build(arch)
     except ValueError as err:
-        raise UsageError(str(err)) from None
+        raise UsageError(clip(str(err), 300)) from None
     shape = space.input_shape(request.batch_size, arch)
     if request.input_size is not None:
         shape = (shape[0], shape[1], request.input_size, request.input_size)
     if request.in_channels is not None and request.in_channels != shape[1]:
         raise UsageError(f"--in-channels {request.in_channels} differs from the space's {shape[1]}; omit it")
     subject = {"space": space.name, "arch": arch.to_dict(), "arch_id": arch.arch_id, "preset": request.preset}
+    subject["input_size_source"] = "--input-size" if request.input_size is not None else "the space's own"
     return model, shape, subject, space, arch
 
 
@@ -130,9 +217,13 @@ def run_profile(request: ProfileRequest) -> int:
         if request.preset or request.arch or request.layout or request.latency_table:
             raise UsageError("--preset, --arch, --layout and --latency-table go with --space, not with --model")
         model = load_user_model(request.model)
-        side = request.input_size or 224
+        side = request.input_size or _DEFAULT_MODEL_SIDE
         shape = (request.batch_size, request.in_channels or 3, side, side)
-        subject: dict[str, Any] = {"model": request.model}
+        source = "--input-size" if request.input_size else f"the default {_DEFAULT_MODEL_SIDE} (set --input-size)"
+        subject: dict[str, Any] = {"model": request.model, "input_size_source": source}
+        check_user_model_runs(model, shape)
+    elif request.space is None and request.arch is None:
+        raise UsageError("say what to profile: --space SPACE (--preset NAME | --arch JSON), --arch FILE or --model MODULE:CALLABLE")
     else:
         model, shape, subject, space, arch = _space_model(request)
         space_arch = (space, arch)
@@ -141,6 +232,9 @@ def run_profile(request: ProfileRequest) -> int:
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available here; allowed on this machine: cpu")
+    check_input_fits(model, shape)
+    if request.latency_table is not None:
+        check_writable_dir(request.latency_table, "--latency-table directory")
     from profilers import profile_model
 
     try:
@@ -156,7 +250,11 @@ def run_profile(request: ProfileRequest) -> int:
             guidelines=True,
         )
     except ValueError as err:
-        raise UsageError(str(err)) from None
+        raise UsageError(clip(str(err), 300)) from None
+    except Exception as err:
+        if request.model is None:
+            raise
+        raise UsageError(f"--model: your model failed while being profiled: {_last_line(err)}") from None
     result = {**subject, "input_shape": list(shape), **profile.to_dict()}
     if request.latency_table is not None and space_arch is not None:
         result["latency_table"] = _table_prediction(request, space_arch[0], space_arch[1], shape, profile)
@@ -198,7 +296,7 @@ def _table_prediction(
 
 def _print_human(result: dict[str, Any]) -> None:
     what = result.get("preset") or result.get("model") or result.get("arch_id")
-    print(f"profile of {what} at input {tuple(result['input_shape'])}")
+    print(f"profile of {what} at input {tuple(result['input_shape'])} (input size: {result['input_size_source']})")
     print(f"  params               {result['params'] / 1e6:10.3f} M")
     print(f"  mult_adds            {result['mult_adds'] / 1e6:10.2f} M")
     print(f"  elementwise_ops      {result['elementwise_ops'] / 1e6:10.2f} M")

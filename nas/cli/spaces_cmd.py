@@ -1,20 +1,24 @@
-"""`nas spaces [SPACE]`: the search spaces, their choices and presets."""
+"""`nas spaces [SPACE [--layout L]]`: the search spaces, their layouts, choices and presets."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from nas.core.errors import UsageError
+from nas.core.errors import UsageError, clip
 from search_spaces import get_space_class, list_spaces
 
 __all__ = ["show_spaces"]
 
 
-def _describe(name: str) -> dict[str, Any]:
+def _describe(name: str, layout: str | None = None) -> dict[str, Any]:
     cls = get_space_class(name)
-    space = cls()
+    try:
+        space = cls({"layout": layout} if layout else None)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     info = space.describe()
+    info["layout"] = layout or cls.default_layout
     info["presets"] = {
         preset: {"description": spec.description, "config": dict(spec.config), "reference": dict(spec.reference)}
         for preset, spec in cls.preset_table().items()
@@ -37,11 +41,13 @@ def _format_choices(choices: dict[str, list[Any]]) -> list[str]:
     return lines
 
 
-def show_spaces(space: str | None, *, as_json: bool = False) -> int:
+def show_spaces(space: str | None, *, layout: str | None = None, as_json: bool = False) -> int:
     names = list_spaces()
     if space is not None and space not in names:
-        raise UsageError(f"unknown space {space!r}; allowed: {', '.join(names)}")
-    infos = [_describe(n) for n in ([space] if space else names)]
+        raise UsageError(f"unknown space {clip(space)}; allowed: {', '.join(names)}")
+    if layout is not None and space is None:
+        raise UsageError("--layout needs a space: nas spaces SPACE --layout LAYOUT")
+    infos = [_describe(n, layout) for n in ([space] if space else names)]
     if as_json:
         print(json.dumps(infos[0] if space else infos, indent=2))
         return 0
@@ -50,7 +56,7 @@ def show_spaces(space: str | None, *, as_json: bool = False) -> int:
         print(f"  layouts: {', '.join(info['layouts'])}")
         print(f"  presets: {', '.join(info['presets'])}")
         if space:
-            print(f"  default layout config: {json.dumps(info['config'])}")
+            print(f"  layout {info['layout']}: {json.dumps(info['config'])}")
             print(f"  choices ({len(info['choices'])} labels, {info['cardinality']:.3g} combinations):")
             print("\n".join(_format_choices(info["choices"])))
             print("  presets in full:")

@@ -41,8 +41,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nas.core.data import DataBundle, dataset_facts, load_dataset
-from nas.core.errors import UsageError
+from nas.core.errors import UsageError, clip
 from nas.core.sections import ReportConfig, SearchConfig
+from nas.core.yaml_input import read_yaml
 from search_spaces import get_space, list_spaces
 from search_spaces.validation import did_you_mean, format_validation_error, model_class
 from supernet.config import TrainConfig
@@ -248,20 +249,21 @@ def config_from_mapping(
 def load_config(path: str | os.PathLike[str], base: RunConfig | None = None) -> RunConfig:
     """Read a YAML file and merge it over ``base`` (the built-in default when None)."""
     file = Path(path)
+    shown = clip(str(file))
     if not file.is_file():
-        raise ConfigError(f"config file {str(file)!r} does not exist (or is not a file)")
+        raise ConfigError(f"config file {shown} does not exist (or is not a file)")
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {str(file)!r} is not valid YAML: {' '.join(str(err).split())}") from None
+        raw = read_yaml(file)
+    except ValueError as err:
+        raise ConfigError(f"config file {shown} {err}") from None
     except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"config file {str(file)!r} cannot be read: {err}") from None
+        raise ConfigError(f"config file {shown} cannot be read: {clip(str(err), 120)}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         allowed = ", ".join(type(base).model_fields if base is not None else RunConfig.model_fields)
         raise ConfigError(
-            f"config file {str(file)!r} must hold a mapping of sections ({allowed}), got {type(raw).__name__}"
+            f"config file {shown} must hold a mapping of sections ({allowed}), got {type(raw).__name__}"
         )
     return merge_config(default_config() if base is None else base, raw, source=str(file))
 

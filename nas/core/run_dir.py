@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,13 @@ from nas.core.errors import UsageError
 if TYPE_CHECKING:
     from nas.core.config import RunConfig
 
-__all__ = ["RunDir"]
+__all__ = ["GENERATED", "RunDir"]
+
+# What the steps of a run write into its directory (globs), and nothing else: what `nas run --reference` clears.
+GENERATED: tuple[str, ...] = (
+    "config.yaml", "config.yaml.tmp", "run.json", ".run.json.*", "trials.csv", "trials.csv.tmp", "report.md",
+    "report.html", "pareto_*.png", "latency_table.json", "study.journal*", ".*.lock", "supernet", "export", "ray",
+)
 
 
 @dataclass(frozen=True)
@@ -78,10 +85,33 @@ class RunDir:
         return self.checkpoint
 
     def read_info(self) -> dict[str, Any]:
+        """run.json as a mapping ({} before the first step); a damaged file is bad input naming the way out."""
         if not self.info_path.is_file():
             return {}
-        data: dict[str, Any] = json.loads(self.info_path.read_text())
+        try:
+            data = json.loads(self.info_path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as err:
+            raise UsageError(
+                f"{self.info_path} is damaged ({type(err).__name__}); move it away: the next 'nas run' on this "
+                "directory rebuilds it (trained weights and candidates are kept)"
+            ) from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{self.info_path} is damaged (a JSON {type(data).__name__}, not an object); move it away")
         return data
+
+    def clear_generated(self) -> list[Path]:
+        """Delete what the steps of a run wrote here (:data:`GENERATED`), to start from scratch; returns it."""
+        removed: list[Path] = []
+        if not self.root.is_dir():
+            return removed
+        for pattern in GENERATED:
+            for path in self.root.glob(pattern):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
 
     def update_info(self, **sections: Any) -> dict[str, Any]:
         """Merge ``sections`` into run.json (one level deep), written atomically."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Literal
 
@@ -24,11 +25,11 @@ class SearchConfig(BaseModel):
     (``trial.set_constraint``: feasible when ``value - budget <= 0``), so infeasible candidates never win.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # "1" is not 1, as the README promises
 
     engine: Literal["optuna", "ray"] = "optuna"
     sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
-    objectives: tuple[str, ...] = ("accuracy", "latency_ms")
+    objectives: tuple[str, ...] = Field(("accuracy", "latency_ms"), strict=False)  # a YAML list becomes the tuple
     budgets: dict[str, float] = Field(default_factory=dict)
     trials: int = Field(40, ge=1)  # finished candidates wanted (distinct architectures)
     workers: int = Field(1, ge=1)
@@ -71,8 +72,8 @@ class SearchConfig(BaseModel):
         for metric, bound in value.items():
             if metric not in COST_METRICS:
                 raise ValueError(f"unknown budget metric {metric!r}; allowed: {list(COST_METRICS)}")
-            if not bound > 0:
-                raise ValueError(f"budget {metric} must be a positive number, got {bound!r}")
+            if not (math.isfinite(bound) and bound > 0):
+                raise ValueError(f"budget {metric} must be a finite positive number (leave it out for no bound), got {bound!r}")
         return value
 
     @model_validator(mode="after")
@@ -94,7 +95,7 @@ class ReportConfig(BaseModel):
     device set your own; a budget nobody meets is said plainly in the report.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     budgets: dict[str, float] = Field(default_factory=lambda: {"latency_ms": 1.1})
 

@@ -2,7 +2,10 @@
 
 The report is built once as a list of blocks and rendered to both formats, so they always say the same thing.
 Text is plain (no inline markup) and escaped for each format; images are PNG files next to the document,
-linked from the Markdown and embedded as base64 in the HTML (one file to mail or archive).
+linked from the Markdown and embedded as base64 in the HTML (one file to mail or archive). An
+:class:`Interactive` block is a plot twice: its PNG in the Markdown, its self-contained HTML (plotly, the library
+inlined once per page, no network needed) in the HTML. A :class:`Details` block is collapsed in the HTML
+(``<details>``) and shown in full in the Markdown.
 """
 
 from __future__ import annotations
@@ -16,7 +19,19 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
-__all__ = ["Block", "Bullets", "Code", "Heading", "Image", "Para", "Table", "render_html", "render_markdown"]
+__all__ = [
+    "Block",
+    "Bullets",
+    "Code",
+    "Details",
+    "Heading",
+    "Image",
+    "Interactive",
+    "Para",
+    "Table",
+    "render_html",
+    "render_markdown",
+]
 
 
 @dataclass(frozen=True)
@@ -53,7 +68,19 @@ class Image:
     alt: str
 
 
-Block = Heading | Para | Bullets | Table | Code | Image
+@dataclass(frozen=True)
+class Interactive:
+    html: str  # a self-contained HTML fragment (a plotly div and its script)
+    image: Image  # the same plot as a PNG, for the Markdown
+
+
+@dataclass(frozen=True)
+class Details:
+    summary: str
+    blocks: tuple[Heading | Para | Bullets | Table | Code | Image, ...]
+
+
+Block = Heading | Para | Bullets | Table | Code | Image | Interactive | Details
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1100px; margin: 2em auto;
@@ -66,6 +93,8 @@ th { background: #f3f3f3; }
 tr:nth-child(even) td { background: #fafafa; }
 pre { background: #f6f8fa; border: 1px solid #e1e4e8; padding: .7em; overflow-x: auto; font-size: 85%; }
 img { max-width: 100%; border: 1px solid #eee; }
+details { margin: .8em 0; } summary { cursor: pointer; font-weight: 600; }
+.winner { background: #f0f7f0; border: 1px solid #b7d8b7; padding: .2em 1em; border-radius: 4px; }
 """
 
 
@@ -81,28 +110,56 @@ def _md_text(text: str) -> str:
     return text
 
 
+def _markdown_block(block: Block) -> str:
+    if isinstance(block, Heading):
+        return f"{'#' * block.level} {_md_text(block.text)}"
+    if isinstance(block, Para):
+        return _md_text(block.text)
+    if isinstance(block, Bullets):
+        return "\n".join(f"- {_md_text(item)}" for item in block.items)
+    if isinstance(block, Table):
+        lines = [
+            "| " + " | ".join(_md_cell(h) for h in block.header) + " |",
+            "|" + "|".join("---" for _ in block.header) + "|",
+        ]
+        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
+        return "\n".join(lines)
+    if isinstance(block, Code):
+        fence = "````" if "```" in block.text else "```"
+        return f"{fence}{block.language}\n{block.text.rstrip()}\n{fence}"
+    if isinstance(block, Interactive):
+        return _markdown_block(block.image)
+    if isinstance(block, Details):
+        return "\n\n".join([f"**{_md_text(block.summary)}**", *(_markdown_block(b) for b in block.blocks)])
+    return f"![{_md_cell(block.alt)}]({block.path.name})"
+
+
 def render_markdown(blocks: Sequence[Block]) -> str:
-    parts: list[str] = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            parts.append(f"{'#' * block.level} {_md_text(block.text)}")
-        elif isinstance(block, Para):
-            parts.append(_md_text(block.text))
-        elif isinstance(block, Bullets):
-            parts.append("\n".join(f"- {_md_text(item)}" for item in block.items))
-        elif isinstance(block, Table):
-            lines = [
-                "| " + " | ".join(_md_cell(h) for h in block.header) + " |",
-                "|" + "|".join("---" for _ in block.header) + "|",
-            ]
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
-            parts.append("\n".join(lines))
-        elif isinstance(block, Code):
-            fence = "````" if "```" in block.text else "```"
-            parts.append(f"{fence}{block.language}\n{block.text.rstrip()}\n{fence}")
-        else:
-            parts.append(f"![{_md_cell(block.alt)}]({block.path.name})")
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(_markdown_block(block) for block in blocks) + "\n"
+
+
+def _html_block(block: Block) -> str:
+    esc = html.escape
+    if isinstance(block, Heading):
+        level = min(max(block.level, 1), 6)
+        return f"<h{level}>{esc(block.text)}</h{level}>"
+    if isinstance(block, Para):
+        return f"<p>{esc(block.text)}</p>"
+    if isinstance(block, Bullets):
+        return "<ul>" + "".join(f"<li>{esc(item)}</li>" for item in block.items) + "</ul>"
+    if isinstance(block, Table):
+        head = "".join(f"<th>{esc(h)}</th>" for h in block.header)
+        body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in block.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    if isinstance(block, Code):
+        return f"<pre><code>{esc(block.text.rstrip())}</code></pre>"
+    if isinstance(block, Interactive):
+        return f"<figure>{block.html}</figure>"
+    if isinstance(block, Details):
+        inner = "\n".join(_html_block(b) for b in block.blocks)
+        return f"<details><summary>{esc(block.summary)}</summary>\n{inner}\n</details>"
+    data = base64.b64encode(block.path.read_bytes()).decode("ascii")
+    return f'<figure><img alt="{esc(block.alt)}" src="data:image/png;base64,{data}"></figure>'
 
 
 def render_html(blocks: Sequence[Block], title: str) -> str:
@@ -113,22 +170,6 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
     ]
-    for block in blocks:
-        if isinstance(block, Heading):
-            level = min(max(block.level, 1), 6)
-            parts.append(f"<h{level}>{esc(block.text)}</h{level}>")
-        elif isinstance(block, Para):
-            parts.append(f"<p>{esc(block.text)}</p>")
-        elif isinstance(block, Bullets):
-            parts.append("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in block.items) + "</ul>")
-        elif isinstance(block, Table):
-            head = "".join(f"<th>{esc(h)}</th>" for h in block.header)
-            body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in block.rows)
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        elif isinstance(block, Code):
-            parts.append(f"<pre><code>{esc(block.text.rstrip())}</code></pre>")
-        else:
-            data = base64.b64encode(block.path.read_bytes()).decode("ascii")
-            parts.append(f'<figure><img alt="{esc(block.alt)}" src="data:image/png;base64,{data}"></figure>')
+    parts += [_html_block(block) for block in blocks]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from nas.search.records import CandidateRecord
 
-__all__ = ["AXIS_SCALES", "ParetoPlot", "plot_pareto"]
+__all__ = ["AXIS_SCALES", "ParetoPlot", "plot_pareto", "uses_log_scale"]
 
 # How each cost is shown on an axis: (divide by, unit shown, axis label). Accuracy is shown in percent.
 AXIS_SCALES: dict[str, tuple[float, str, str]] = {
@@ -45,7 +45,7 @@ class ParetoPlot:
     over_label: str = "over a budget"
 
 
-def _log_scale(values: list[float]) -> bool:
+def uses_log_scale(values: list[float]) -> bool:
     positive = [v for v in values if v > 0]
     return len(positive) == len(values) and len(values) > 1 and max(positive) / min(positive) > 30.0
 
@@ -103,7 +103,7 @@ def plot_pareto(plot: ParetoPlot, path: Path, *, dpi: int = 110) -> Path:
             zorder=5,
         )
 
-    if _log_scale([c for _, c in plot.points]):
+    if uses_log_scale([c for _, c in plot.points]):
         ax.set_xscale("log")
     ax.set_xlabel(f"{label}  (lower is better)")
     ax.set_ylabel("validation accuracy (%)  (higher is better)")

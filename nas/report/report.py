@@ -1,15 +1,16 @@
-"""The search report: the best candidate under the user's budgets, Pareto fronts, the top candidates, the run.
+"""The search report: the winner first, then the budgets, its guideline audit, Pareto fronts, the top candidates, the run.
 
 Selection rules (who competes, what meeting a budget means, ties, Pareto fronts) are in :mod:`nas.report.selection`
-and re-exported here. Outputs of :func:`write_report`, all in ``out_dir``: ``report.md``, ``report.html``
-(self-contained: inline CSS, plots embedded as base64) and one ``pareto_<cost>.png`` per cost of
-:data:`PLOT_COSTS` that has at least one measured value (the others are named in the text as skipped).
+and re-exported here. Every section describes the one selected candidate: the pipeline passes the export and
+profile of that candidate only. Outputs of :func:`write_report`, all in ``out_dir``: ``report.md`` (plots as PNG),
+``report.html`` (self-contained: inline CSS, interactive plotly plots with plotly.js inlined once, no network) and
+one ``pareto_<cost>.png`` per cost of :data:`PLOT_COSTS` that has at least one measured value (the others are named
+in the text as skipped). Candidates are marked over budget only against the budgets that were set.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,9 +18,37 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas.core.metrics import COST_METRICS
-from nas.report.markup import Block, Bullets, Code, Heading, Image, Para, Table, render_html, render_markdown
+from nas.report.format import (
+    architecture_details,
+    budget_text,
+    candidate_blocks,
+    comparison,
+    fmt_metric,
+    metrics_table,
+    nobody_meets,
+    who,
+)
+from nas.report.interactive import pareto_html
+from nas.report.markup import (
+    Block,
+    Bullets,
+    Heading,
+    Image,
+    Interactive,
+    Para,
+    Table,
+    render_html,
+    render_markdown,
+)
 from nas.report.plots import ParetoPlot, plot_pareto
-from nas.report.sections import RUN_INFO_KEYS, export_section, library_versions, profile_section, run_section
+from nas.report.sections import (
+    RUN_INFO_KEYS,
+    deploy_lines,
+    export_section,
+    library_versions,
+    profile_section,
+    run_section,
+)
 from nas.report.selection import (
     BUDGET_OPTIONS,
     by_accuracy,
@@ -78,111 +107,6 @@ class ReportPaths:
 
 
 # --------------------------------------------------------------------------------------------------
-# formatting
-# --------------------------------------------------------------------------------------------------
-_NA = "n/a"
-
-
-def _count(value: float) -> str:
-    if not math.isfinite(value):
-        return _NA
-    for bound, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= bound:
-            return f"{value / bound:.4g} {suffix}"
-    return f"{value:.4g}"
-
-
-def fmt_metric(metric: str, value: float) -> str:
-    """``value`` of ``metric`` with its unit, for people."""
-    if not math.isfinite(value):
-        return _NA
-    if metric == "accuracy":
-        return f"{100.0 * value:.2f} %"
-    if metric == "latency_ms":
-        return f"{value:.4g} ms"
-    if metric == "energy_mj":
-        return f"{value:.4g} mJ"
-    if metric == "memory_access_bytes":
-        return f"{value / 1e6:.4g} MB"
-    return _count(value)
-
-
-def _budget_text(metric: str, bound: float) -> str:
-    return f"{metric} ≤ {fmt_metric(metric, bound)}"
-
-
-def _who(record: CandidateRecord) -> str:
-    return f"trial {record.trial} (arch {record.arch_id})"
-
-
-def _json(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True, default=str)
-
-
-def _metrics_table(record: CandidateRecord) -> Table:
-    latency = fmt_metric("latency_ms", record.latency_ms)
-    if math.isfinite(record.latency_p10_ms) and math.isfinite(record.latency_p90_ms):
-        latency += f" (p10 {record.latency_p10_ms:.4g}, p90 {record.latency_p90_ms:.4g})"
-    if record.latency_backend:
-        latency += f", {record.latency_backend}"
-    energy = fmt_metric("energy_mj", record.energy_mj)
-    if record.energy_source:
-        energy += f" ({record.energy_source})"
-    rows = [
-        ("trial", str(record.trial)),
-        ("arch_id", record.arch_id),
-        ("accuracy (validation)", fmt_metric("accuracy", record.accuracy)),
-        ("latency_ms (median)", latency),
-        ("energy_mj", energy),
-        ("memory_access_bytes", fmt_metric("memory_access_bytes", float(record.memory_access_bytes))),
-        ("mult_adds", fmt_metric("mult_adds", float(record.mult_adds))),
-        ("params", fmt_metric("params", float(record.params))),
-        ("elementwise_ops", fmt_metric("elementwise_ops", float(record.elementwise_ops))),
-    ]
-    if record.worker:
-        rows.append(("worker", record.worker))
-    if math.isfinite(record.duration_s):
-        rows.append(("evaluation time", f"{record.duration_s:.3g} s"))
-    return Table(("metric", "value"), tuple(rows))
-
-
-def _comparison(record: CandidateRecord, best: CandidateRecord) -> Para:
-    if record.trial == best.trial:
-        return Para("It is also the most accurate candidate overall: these budgets cost no accuracy.")
-    diff = 100.0 * (record.accuracy - best.accuracy)
-    ratios = []
-    mine, theirs = record.metrics(), best.metrics()
-    for metric in COST_METRICS:
-        if math.isfinite(mine[metric]) and math.isfinite(theirs[metric]) and theirs[metric] > 0:
-            ratios.append(f"{metric} {mine[metric] / theirs[metric]:.3g}×")
-    ratio_text = "; cost ratios (this / most accurate): " + ", ".join(ratios) if ratios else ""
-    return Para(
-        f"Against the most accurate candidate overall, {_who(best)} at "
-        f"{fmt_metric('accuracy', best.accuracy)}: accuracy {diff:+.2f} points{ratio_text}."
-    )
-
-
-def _cheapest(pool: Sequence[CandidateRecord], metric: str) -> CandidateRecord | None:
-    known = [r for r in pool if math.isfinite(r.metrics()[metric])]
-    return min(known, key=lambda r: (r.metrics()[metric], -r.accuracy, r.trial)) if known else None
-
-
-def _nobody_meets(pool: Sequence[CandidateRecord], metric: str, bound: float) -> Para:
-    cheapest = _cheapest(pool, metric)
-    if cheapest is None:
-        return Para(f"No candidate meets {_budget_text(metric, bound)}: no candidate has a measured {metric} at all.")
-    return Para(
-        f"No candidate meets {_budget_text(metric, bound)}. The cheapest candidate found on {metric} is "
-        f"{_who(cheapest)} at {fmt_metric(metric, cheapest.metrics()[metric])}, with accuracy "
-        f"{fmt_metric('accuracy', cheapest.accuracy)}."
-    )
-
-
-def _candidate_blocks(record: CandidateRecord, best: CandidateRecord) -> list[Block]:
-    return [_metrics_table(record), _comparison(record, best), Para("Architecture:"), Code(_json(record.arch), "json")]
-
-
-# --------------------------------------------------------------------------------------------------
 # report sections
 # --------------------------------------------------------------------------------------------------
 def _summary(
@@ -212,17 +136,36 @@ def _summary(
     return [Heading(2, "Summary"), Bullets(tuple(items))]
 
 
-def _budget_sections(
-    pool: Sequence[CandidateRecord], budgets: Mapping[str, float], best: CandidateRecord | None
+def _winner_section(
+    pool: Sequence[CandidateRecord],
+    budgets: Mapping[str, float],
+    best: CandidateRecord | None,
+    run_info: Mapping[str, Any],
 ) -> tuple[list[Block], CandidateRecord | None]:
-    """The budget table, the winner under all budgets, and the best under each budget alone."""
+    """The first thing a reader sees: who won, under which budgets, with the numbers that decide, and where it is."""
+    winner = select_best(pool, budgets) if budgets else best
+    all_text = ", ".join(budget_text(m, b) for m, b in budgets.items())
+    if best is None:
+        return [Heading(2, "Winner"), Para("No candidate completed with an accuracy: there is nothing to select.")], None
+    if winner is None:
+        blocks: list[Block] = [Heading(2, "Winner: none within the budgets")]
+        blocks.append(Para(f"No candidate meets all budgets at once ({all_text})."))
+        blocks += [nobody_meets(pool, m, b) for m, b in budgets.items() if not any(meets_budgets(r, {m: b}) for r in pool)]
+        blocks.append(Para(f"The export and audit below are of the most accurate candidate, {who(best)}."))
+        blocks += [metrics_table(best), architecture_details(best)]
+    else:
+        why = f"the most accurate candidate within {all_text}" if budgets else "the most accurate candidate (no budgets were set)"
+        blocks = [Heading(2, f"Winner: trial {winner.trial}"), Para(f"{who(winner)} is {why}.")]
+        blocks += [metrics_table(winner), comparison(winner, best), architecture_details(winner)]
+    blocks += deploy_lines(run_info)
+    return blocks, winner
+
+
+def _budget_sections(pool: Sequence[CandidateRecord], budgets: Mapping[str, float], best: CandidateRecord | None) -> list[Block]:
+    """The budget table and, with several budgets, the best under each budget alone."""
     blocks: list[Block] = [Heading(2, "Budgets")]
     if not budgets:
-        blocks.append(Para("No budgets were given: the winner is the most accurate candidate."))
-        if best is not None:
-            blocks += [Heading(2, "Winner: the most accurate candidate"), Para(f"{_who(best)}.")]
-            blocks += [_metrics_table(best), Para("Architecture:"), Code(_json(best.arch), "json")]
-        return blocks, best
+        return [*blocks, Para("No budgets were set: the winner is the most accurate candidate, and no point is marked over budget.")]
     rows = tuple(
         (metric, fmt_metric(metric, bound), f"{sum(meets_budgets(r, {metric: bound}) for r in pool)} of {len(pool)}")
         for metric, bound in budgets.items()
@@ -230,35 +173,16 @@ def _budget_sections(
     blocks.append(Table(("metric", "budget (at most)", "candidates within it"), rows))
     if any(not math.isfinite(r.metrics()[m]) for r in pool for m in budgets):
         blocks.append(Para("A candidate with no measured value of a budgeted metric is counted as not meeting it."))
-
-    winner = select_best(pool, budgets)
-    all_text = ", ".join(_budget_text(m, b) for m, b in budgets.items())
-    blocks.append(Heading(2, "Winner: best under all budgets at once"))
-    if winner is None or best is None:
-        blocks.append(Para(f"No candidate meets all budgets at once ({all_text})."))
+    if len(budgets) > 1 and best is not None:
+        blocks.append(Heading(3, "Best under each budget alone"))
         for metric, bound in budgets.items():
-            if not any(meets_budgets(r, {metric: bound}) for r in pool):
-                blocks.append(_nobody_meets(pool, metric, bound))
-    else:
-        blocks.append(
-            Para(
-                f"{_who(winner)} is the most accurate candidate within {all_text}: "
-                f"accuracy {fmt_metric('accuracy', winner.accuracy)}."
-            )
-        )
-        blocks += _candidate_blocks(winner, best)
-
-    if len(budgets) > 1:
-        blocks.append(Heading(2, "Best under each budget alone"))
-        for metric, bound in budgets.items():
-            blocks.append(Heading(3, _budget_text(metric, bound)))
             alone = select_best(pool, {metric: bound})
-            if alone is None or best is None:
-                blocks.append(_nobody_meets(pool, metric, bound))
+            if alone is None:
+                blocks.append(nobody_meets(pool, metric, bound))
                 continue
-            blocks.append(Para(f"{_who(alone)}: accuracy {fmt_metric('accuracy', alone.accuracy)}."))
-            blocks += _candidate_blocks(alone, best)
-    return blocks, winner
+            blocks.append(Para(f"{budget_text(metric, bound)}: {who(alone)}, accuracy {fmt_metric('accuracy', alone.accuracy)}."))
+            blocks += candidate_blocks(alone, best)
+    return blocks
 
 
 def _plot_sections(
@@ -268,16 +192,17 @@ def _plot_sections(
     winner: CandidateRecord | None,
 ) -> tuple[list[Block], dict[str, Path], tuple[str, ...]]:
     blocks: list[Block] = [Heading(2, "Pareto fronts")]
-    if budgets:
-        over = {r.trial for r in pool if not meets_budgets(r, budgets)}
-        labels = ("within budgets", "over a budget")
-        note = "Crosses: candidates that miss at least one budget; dashed line: the budget on the plotted cost."
-    else:
-        over = {r.trial for r in pool if not r.feasible}
-        labels = ("candidates", "infeasible in the search")
-        note = "Crosses: candidates the search itself marked infeasible (no budgets were given to the report)."
+    over = {r.trial for r in pool if not meets_budgets(r, budgets)} if budgets else set()
+    budget_words = ", ".join(budget_text(m, b) for m, b in budgets.items())
+    labels = ("within budgets", f"over budget ({budget_words})") if budgets else ("candidates", "")
+    note = (
+        f"Red crosses: candidates over a budget that was set ({budget_words}); dashed line: the budget on the plotted cost."
+        if budgets
+        else "No budgets were set, so no candidate is marked over budget."
+    )
     blocks.append(
-        Para(f"Accuracy against each cost; blue: the Pareto front (step line); green circle: the winner. {note}")
+        Para(f"Accuracy against each cost; blue: the Pareto front (step line); green ring: the winner. {note} "
+             "In the HTML, hover a point for its trial and architecture; click legend entries to hide groups.")
     )
     plots: dict[str, Path] = {}
     skipped: list[str] = []
@@ -290,8 +215,7 @@ def _plot_sections(
             blocks.append(Para(f"No plot: no competing candidate has a measured {cost} (all values are NaN)."))
             continue
         front = pareto_front(pool, cost)
-        path = plot_pareto(
-            ParetoPlot(
+        plot = ParetoPlot(
                 cost=cost,
                 points=known,
                 front=front,
@@ -301,11 +225,11 @@ def _plot_sections(
                 title=f"Accuracy vs {cost}: {len(known)} candidates, {len(front)} on the Pareto front",
                 inside_label=labels[0],
                 over_label=labels[1],
-            ),
-            out_dir / f"pareto_{cost}.png",
         )
+        path = plot_pareto(plot, out_dir / f"pareto_{cost}.png")
         plots[cost] = path
-        blocks.append(Image(path, f"accuracy against {cost}"))
+        fragment = pareto_html(plot, include_plotlyjs=not plots.keys() - {cost}, div_id=f"pareto-{cost}")
+        blocks.append(Interactive(fragment, Image(path, f"accuracy against {cost}")))
         if len(known) < len(points):
             blocks.append(Para(f"{len(points) - len(known)} candidate(s) have no measured {cost} and are not drawn."))
         rows = tuple(
@@ -377,21 +301,18 @@ def write_report(
     title = f"Search report: {name}" if name else "Search report"
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     blocks: list[Block] = [Heading(1, title), Para(f"Written {stamp}.")]
+    winner_blocks, winner = _winner_section(pool, checked, best, run_info)
+    blocks += winner_blocks
+    blocks += _budget_sections(pool, checked, best)
+    profile = run_info.get("winner_profile")
+    described = winner or best
+    if isinstance(profile, Mapping) and profile:
+        blocks += profile_section(profile, described.arch_id if described is not None else None, run_info.get("latency_table"))
     blocks += _summary(records, pool, run_info)
-    budget_blocks, winner = _budget_sections(pool, checked, best)
-    blocks += budget_blocks
-    if best is not None and (winner is None or winner.trial != best.trial):
-        blocks.append(Heading(2, "Most accurate candidate (no budget)"))
-        blocks += [Para(f"{_who(best)}."), _metrics_table(best), Para("Architecture:"), Code(_json(best.arch), "json")]
-    elif best is None:
-        blocks.append(Para("No candidate completed with an accuracy: there is nothing to select."))
     plot_blocks, plots, skipped = _plot_sections(out_dir, pool, checked, winner)
     blocks += plot_blocks
     blocks += _top_table(pool, checked)
     blocks += _failed_section(records)
-    profile = run_info.get("winner_profile")
-    if isinstance(profile, Mapping) and profile:
-        blocks += profile_section(profile, winner.arch_id if winner is not None else None)
     export = run_info.get("export")
     if isinstance(export, Mapping) and export:
         blocks += export_section(export)

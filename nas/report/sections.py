@@ -1,5 +1,6 @@
-"""Report sections about the run rather than the candidates: the winner's profile and guideline audit, its ONNX
-export, and the run's device, library versions, timings and configuration.
+"""Report sections about the run rather than the candidates: where the winner's deployable bundle is, its profile and
+guideline audit (summarised: findings that matter first, the full table collapsed), its ONNX export, and the run's
+device, library versions, timings and configuration (collapsed). No section dumps raw JSON.
 
 Each takes the plain JSON data the pipeline keeps (``run_info`` of :func:`nas.report.report.write_report`) and tolerates
 missing keys: a report is still written when a step has not run yet.
@@ -17,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from nas.report.markup import Block, Bullets, Code, Heading, Para, Table
+from nas.report.markup import Block, Bullets, Code, Details, Heading, Para, Table
 
-__all__ = ["RUN_INFO_KEYS", "export_section", "library_versions", "profile_section", "run_section"]
+__all__ = ["RUN_INFO_KEYS", "deploy_lines", "export_section", "library_versions", "profile_section", "run_section"]
 
 # The keys of run_info with a section of their own; any other key is shown as JSON under "Other run information".
 RUN_INFO_KEYS: tuple[str, ...] = (
@@ -32,10 +33,14 @@ RUN_INFO_KEYS: tuple[str, ...] = (
     "objectives",
     "engine",
     "sampler",
+    "latency_table",
+    "not_exported",
 )
 _PACKAGES = ("torch", "optuna", "onnx", "onnxruntime", "onnxscript", "ray", "numpy", "matplotlib", "fvcore")
 _FINDING_COLUMNS = ("guideline", "severity", "scope", "name", "message")
-_MAX_FINDINGS = 60
+_MAX_FINDINGS = 200
+_MAX_LISTED = 8  # findings that matter, listed in full above the collapsed table
+_MAX_VALUE = 120  # characters of a value shown in a key/value table
 
 
 def library_versions() -> dict[str, str]:
@@ -57,6 +62,10 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _percent(value: Any) -> str:
+    return f"{float(value):+.0%}" if isinstance(value, numbers.Real) and math.isfinite(float(value)) else "n/a"
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, Mapping):
         return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
@@ -65,30 +74,99 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def profile_section(profile: Mapping[str, Any], winner_arch_id: str | None) -> list[Block]:
-    """The winner's profile (``profilers`` ``Profile.to_dict()`` or any mapping) with its guideline findings."""
-    blocks: list[Block] = [Heading(2, "Winner's profile and guideline audit")]
+def deploy_lines(run_info: Mapping[str, Any]) -> list[Block]:
+    """Where the winner's checked bundle is, or how to make it."""
+    export = _mapping(run_info.get("export"))
+    if export:
+        check = _mapping(export.get("check"))
+        verdict = "passed" if check.get("passed") else "FAILED"
+        items = [
+            f"ONNX file: {export.get('onnx')} (ONNX Runtime check {verdict}: outputs within "
+            f"{_cell(check.get('atol'))} of PyTorch on {check.get('batch_size')} validation images)",
+            f"bundle record: {export.get('bundle_json', '?')} (input size, mean/std, class names, architecture, "
+            "space and layout; the same as ONNX metadata)",
+            f"architecture: {export.get('arch_json', '?')} ('nas profile --arch FILE' rebuilds it)",
+        ]
+        return [Heading(3, "Deploy it"), Bullets(tuple(items))]
+    if run_info.get("not_exported") is not None:
+        trial = run_info["not_exported"]
+        return [Para(f"Trial {trial} has not been exported: 'nas export --run RUN --trial {trial}' writes its ONNX "
+                     "bundle, and the next 'nas report' adds its profile and guideline audit.")]
+    return []
+
+
+def _profile_rows(profile: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    rows: list[tuple[str, str]] = []
+    for key, unit, scale in (("params", "M", 1e6), ("mult_adds", "M", 1e6), ("elementwise_ops", "M", 1e6),
+                             ("memory_access_bytes", "MB", 1e6)):
+        if isinstance(profile.get(key), numbers.Real):
+            rows.append((key, f"{profile[key] / scale:.4g} {unit}"))
+    latency = _mapping(profile.get("latency_ms"))
+    if latency:
+        rows.append((
+            "latency_ms",
+            f"median {_cell(latency.get('median'))} (p10 {_cell(latency.get('p10'))}, p90 {_cell(latency.get('p90'))}), "
+            f"{latency.get('backend', '?')} on {latency.get('device', '?')}, {latency.get('threads', '?')} thread(s), "
+            f"batch {latency.get('batch_size', '?')}" + (", noisy" if latency.get("noisy") else ""),
+        ))
+    energy = _mapping(profile.get("energy_mj"))
+    if energy:
+        rows.append(("energy_mj", f"{_cell(energy.get('value'))} (source: {energy.get('source', '?')})"))
+    return tuple(rows)
+
+
+def _audit_summary(findings: list[Mapping[str, Any]]) -> list[Block]:
+    warnings = [g for g in findings if g.get("severity") == "warning"]
+    counts: dict[str, dict[str, int]] = {}
+    for g in findings:
+        counts.setdefault(str(g.get("guideline", "?")), {}).setdefault(str(g.get("severity", "info")), 0)
+        counts[str(g.get("guideline", "?"))][str(g.get("severity", "info"))] += 1
+    per_guideline = "; ".join(
+        f"{name}: " + ", ".join(f"{n} {sev}" for sev, n in sorted(sev_counts.items(), key=lambda kv: kv[0] != "warning"))
+        for name, sev_counts in sorted(counts.items())
+    )
+    blocks: list[Block] = [Para(f"{len(findings)} findings, {len(warnings)} of them warnings ({per_guideline}).")]
+    if warnings:
+        listed = tuple(f"[{g.get('guideline')}] {g.get('name', '')}: {g.get('message', '')}".replace(" : ", ": ")
+                       for g in warnings[:_MAX_LISTED])
+        blocks += [Para("Warnings, which are worth a look:"), Bullets(listed)]
+        if len(warnings) > _MAX_LISTED:
+            blocks.append(Para(f"{len(warnings) - _MAX_LISTED} more warning(s) are in the full table."))
+    else:
+        blocks.append(Para("No warnings: the network follows the guidelines audited."))
+    ordered = sorted(findings, key=lambda g: g.get("severity") != "warning")[:_MAX_FINDINGS]
+    header = tuple(c for c in _FINDING_COLUMNS if any(c in g for g in findings))
+    rows = tuple(tuple(_cell(g.get(k, "")) for k in header) for g in ordered)
+    blocks.append(Details(f"All {len(findings)} findings (warnings first)", (Table(header, rows),)))
+    return blocks
+
+
+def profile_section(
+    profile: Mapping[str, Any], winner_arch_id: str | None, latency_table: Any = None
+) -> list[Block]:
+    """The selected candidate's profile (``Profile.to_dict()``) and its guideline audit, summarised."""
+    blocks: list[Block] = [Heading(2, "Profile and guideline audit of the winner")]
     profiled_id = profile.get("arch_id")
     if winner_arch_id is not None and profiled_id and profiled_id != winner_arch_id:
-        blocks.append(Para(f"This profile is of arch {profiled_id}, not of the winner above ({winner_arch_id})."))
+        return [*blocks, Para(f"The profile on record is of arch {profiled_id}, not of the winner ({winner_arch_id}); "
+                              "export the winner to profile it.")]
+    rows = _profile_rows(profile)
+    if rows:
+        blocks.append(Table(("measured on the exported network", "value"), rows))
+    table = _mapping(latency_table)
+    if isinstance(table.get("winner_predicted_ms"), numbers.Real):
+        blocks.append(Para(
+            f"The run's latency table predicts {table['winner_predicted_ms']:.4g} ms for it "
+            f"({_percent(table.get('winner_relative_error'))} against the measurement, {table.get('entries')} blocks)."
+        ))
     findings = [g for g in profile.get("guidelines") or [] if isinstance(g, Mapping)]
+    blocks.append(Heading(3, "Guideline audit (ShuffleNetV2 G1-G4, VoVNet)"))
     if findings:
-        seen = {k for g in findings for k in g}
-        header = (
-            *(c for c in _FINDING_COLUMNS if c in seen or c in ("guideline", "message")),
-            *sorted(seen - set(_FINDING_COLUMNS)),
-        )
-        rows = tuple(tuple(_cell(g.get(k, "")) for k in header) for g in findings[:_MAX_FINDINGS])
-        blocks.append(Table(header, rows))
-        if len(findings) > _MAX_FINDINGS:
-            blocks.append(Para(f"{len(findings) - _MAX_FINDINGS} more finding(s) are in the profile JSON."))
+        blocks += _audit_summary(findings)
     elif profile.get("guidelines_audited") is False:
         blocks.append(Para("The guideline audit was not run for this profile."))
-    elif "guidelines" in profile:
+    else:
         blocks.append(Para("The guideline audit found nothing to report."))
-    rest = {k: v for k, v in profile.items() if k != "guidelines"}
-    if rest:
-        blocks.append(Code(_json(rest), "json"))
     return blocks
 
 
@@ -153,8 +231,11 @@ def export_section(export: Mapping[str, Any]) -> list[Block]:
 
 
 def _key_value_table(data: Mapping[str, Any], header: tuple[str, str]) -> Table:
-    rows = tuple((str(k), v if isinstance(v, str) else json.dumps(v, default=str)) for k, v in data.items())
-    return Table(header, rows)
+    def shown(v: Any) -> str:
+        text = v if isinstance(v, str) else json.dumps(v, default=str)
+        return text if len(text) <= _MAX_VALUE else text[: _MAX_VALUE - 1] + "…"
+
+    return Table(header, tuple((str(k), shown(v)) for k, v in data.items()))
 
 
 def _duration(seconds: Any) -> str:
@@ -183,8 +264,8 @@ def run_section(run_info: Mapping[str, Any]) -> list[Block]:
         blocks += [Heading(3, "Timings"), Table(("phase", "time"), rows)]
     if run_info.get("config"):
         plain = json.loads(json.dumps(run_info["config"], default=str))
-        blocks += [Heading(3, "Configuration"), Code(yaml.safe_dump(plain, sort_keys=False), "yaml")]
+        blocks.append(Details("Configuration (config.yaml)", (Code(yaml.safe_dump(plain, sort_keys=False), "yaml"),)))
     others = {k: v for k, v in run_info.items() if k not in RUN_INFO_KEYS}
     if others:
-        blocks += [Heading(3, "Other run information"), Code(_json(others), "json")]
+        blocks += [Heading(3, "Other run information"), _key_value_table(others, ("key", "value"))]
     return blocks

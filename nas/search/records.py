@@ -109,8 +109,18 @@ def write_trials_csv(records: Iterable[CandidateRecord], path: Path) -> None:
 def read_trials_csv(path: Path) -> list[CandidateRecord]:
     if not path.is_file():
         raise ValueError(f"{path} does not exist: no search has written candidates in this run yet")
-    with path.open(newline="") as handle:
-        return [CandidateRecord.from_row(row) for row in csv.DictReader(handle)]
+    records = []
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            for row in reader:
+                try:
+                    records.append(CandidateRecord.from_row(row))
+                except (ValueError, TypeError, KeyError) as err:
+                    raise ValueError(f"{path} line {reader.line_num} is damaged ({type(err).__name__})") from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{path} is damaged ({type(err).__name__})") from None
+    return records
 
 
 def run_records(run: RunDir) -> list[CandidateRecord]:
@@ -118,4 +128,5 @@ def run_records(run: RunDir) -> list[CandidateRecord]:
     try:
         return read_trials_csv(run.trials_csv)
     except ValueError as err:
-        raise UsageError(f"{err}; run 'nas search --run {run.root}' first") from None
+        hint = "rewrites it from the study" if run.trials_csv.is_file() else "writes it"
+        raise UsageError(f"{err}; 'nas search --run {run.root}' {hint}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,13 @@ import pytest
 
 from nas.cli.main import main
 
+_ROOT = Path(__file__).resolve().parents[2]
+
 
 def _nas(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nas", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    """``python -m nas`` as a user runs it (from any directory: the project on PYTHONPATH, as an install puts it)."""
+    env = {**os.environ, "PYTHONPATH": str(_ROOT)}
+    return subprocess.run([sys.executable, "-m", "nas", *args], capture_output=True, text=True, cwd=cwd, timeout=600, env=env)
 
 
 def _usage_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -73,7 +78,7 @@ def test_profile_any_user_model(tmp_path: Path) -> None:
         (["profile", "--space", "shufflenet", "--arch", '{"layer_0": "shuffle9"}'],
          ["label 'layer_0': value 'shuffle9' is not allowed", "shuffle3"]),
         (["profile", "--space", "shufflenet"], ["needs --preset NAME or --arch JSON", "spos-imagenet"]),
-        (["profile", "--model", "no_such_module:make"], ["cannot import module 'no_such_module'"]),
+        (["profile", "--model", "no_such_module:make"], ["no module 'no_such_module'"]),
         (["profile", "--model", "json"], ["MODULE:CALLABLE"]),
         (["profile", "--space", "shufflenet", "--preset", "spos-imagenet", "--batch", "0"], ["must be a positive integer"]),
         (["spaces", "nope"], ["unknown space 'nope'"]),

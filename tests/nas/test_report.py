@@ -239,7 +239,8 @@ def test_write_report_files_and_winner(tmp_path: Path) -> None:
     markdown = paths.markdown.read_text()
     winner = select_best(records, budgets)
     assert winner is not None
-    section = _section(markdown, "## Winner: best under all budgets at once")
+    assert markdown.index("## Winner") < markdown.index("## Budgets") < markdown.index("## Pareto fronts")
+    section = _section(markdown, f"## Winner: trial {winner.trial}")
     assert f"trial {winner.trial} (arch {winner.arch_id})" in section
     assert '"block_0"' in section  # the architecture as JSON
     best = select_best(records, {})
@@ -249,7 +250,7 @@ def test_write_report_files_and_winner(tmp_path: Path) -> None:
         assert expected_points in section
         assert "latency_ms" in section and "×" in section
 
-    alone = _section(markdown, "## Best under each budget alone")
+    alone = _section(markdown, "### Best under each budget alone")
     for metric, bound in budgets.items():
         one = select_best(records, {metric: bound})
         assert one is not None and one.arch_id in alone
@@ -269,14 +270,13 @@ def test_write_report_files_and_winner(tmp_path: Path) -> None:
     assert "2 trial(s) failed" in failed
     assert "RuntimeError: \\<boom> out of memory" in failed  # Markdown would read <boom> as an HTML tag
 
-    profile = _section(markdown, "## Winner's profile and guideline audit")
-    assert "| G1 | warning | layer | stage2.0.conv1 | unequal channel widths in 3 convolutions | ratio=2 |" in profile
+    profile = _section(markdown, "## Profile and guideline audit of the winner")
     export = _section(markdown, "## ONNX export")
     assert "exporter: dynamo, opset 18" in export
     assert "input shape (batch, 1, 16, 16)" in export
     assert "ONNX Runtime check passed: max |ONNX - PyTorch| = 2.1e-06 on 256 samples" in export
     assert "| onnxruntime_batch1 | onnxruntime | 1 | 0.21 |" in export
-    assert "not of the winner above" in profile  # the profile's arch_id differs from the winner's
+    assert "not of the winner" in profile and "G1" not in profile  # a profile of another arch is not shown
     run = _section(markdown, "## Run")
     assert "nsga2" in run and "unit-run" in run and "2.13.0" in run
     assert "125.50 s (0:02:05.50)" in run
@@ -284,7 +284,10 @@ def test_write_report_files_and_winner(tmp_path: Path) -> None:
 
     html = paths.html.read_text()
     assert html.startswith("<!DOCTYPE html>")
-    assert html.count('src="data:image/png;base64,') == len(PLOT_COSTS)
+    assert html.count('<img alt="accuracy against') == 0  # interactive plots instead
+    assert html.count("Plotly.newPlot") == len(PLOT_COSTS)
+    assert html.count("plotly.js v") == 1  # the library inlined once, no network needed
+    assert "<script src=" not in html
     assert "<style>" in html
     assert winner.arch_id in html
     assert "&lt;boom&gt;" in html and "<boom>" not in html  # text is escaped
@@ -297,11 +300,11 @@ def test_budget_nobody_meets_names_the_cheapest(tmp_path: Path) -> None:
     budgets = parse_budgets(max_latency_ms=0.001)
     paths = write_report(tmp_path, records, budgets=budgets, run_info={})
     markdown = paths.markdown.read_text()
-    section = _section(markdown, "## Winner: best under all budgets at once")
+    section = _section(markdown, "## Winner: none within the budgets")
     assert "No candidate meets all budgets at once (latency_ms ≤ 0.001 ms)" in section
     assert "No candidate meets latency_ms ≤ 0.001 ms. The cheapest candidate found on latency_ms is" in section
     assert f"trial {cheapest.trial} (arch {cheapest.arch_id})" in section
-    assert "## Most accurate candidate (no budget)" in markdown
+    assert "The export and audit below are of the most accurate candidate" in section
     assert "| latency_ms | 0.001 ms | 0 of 27 |" in markdown
     assert "Library versions (when this report was written)" in markdown
 
@@ -312,13 +315,13 @@ def test_one_budget_met_by_nobody_among_two(tmp_path: Path) -> None:
     cheapest_memory = min(pool, key=lambda r: r.memory_access_bytes)
     budgets = parse_budgets(max_latency_ms=3.0, max_memory_access_mb=0.01)
     markdown = write_report(tmp_path, records, budgets=budgets, run_info={}).markdown.read_text()
-    alone = _section(markdown, "## Best under each budget alone")
-    latency_part = _section(alone, "### latency_ms ≤ 3 ms")
+    alone = _section(markdown, "### Best under each budget alone")
+    alone = _section(markdown, "### Best under each budget alone")
     best_latency = select_best(records, {"latency_ms": 3.0})
-    assert best_latency is not None and best_latency.arch_id in latency_part
-    memory_part = _section(alone, "### memory_access_bytes ≤ 0.01 MB")
-    assert "No candidate meets memory_access_bytes ≤ 0.01 MB" in memory_part
-    assert cheapest_memory.arch_id in memory_part
+    assert best_latency is not None
+    assert f"latency_ms ≤ 3 ms: trial {best_latency.trial} (arch {best_latency.arch_id})" in alone
+    memory_part = alone[alone.index("No candidate meets memory_access_bytes ≤ 0.01 MB") :]
+    assert cheapest_memory.arch_id in memory_part.split("\n\n")[0]
 
 
 def test_all_nan_metric_skips_its_plot(tmp_path: Path) -> None:
@@ -333,11 +336,11 @@ def test_all_nan_metric_skips_its_plot(tmp_path: Path) -> None:
     assert "No plot: no competing candidate has a measured energy_mj (all values are NaN)." in energy
     latency = _section(markdown, "### Accuracy against latency_ms")
     assert "1 candidate(s) have no measured latency_ms and are not drawn." in latency
-    assert "No budgets were given" in markdown
+    assert "No budgets were set" in markdown and "no candidate is marked over budget" in markdown
     best = select_best(records, {})
     assert best is not None
-    assert f"trial {best.trial} (arch {best.arch_id})" in _section(markdown, "## Winner: the most accurate candidate")
-    assert paths.html.read_text().count("data:image/png;base64,") == len(PLOT_COSTS) - 1
+    assert f"trial {best.trial} (arch {best.arch_id})" in _section(markdown, f"## Winner: trial {best.trial}")
+    assert paths.html.read_text().count("Plotly.newPlot") == len(PLOT_COSTS) - 1
 
 
 def test_report_with_no_competitor(tmp_path: Path) -> None:
@@ -355,3 +358,34 @@ def test_write_report_rejects_bad_budgets(tmp_path: Path) -> None:
         write_report(tmp_path, _records(3), budgets={"max_latency_ms": 1.0}, run_info={})
     with pytest.raises(ValueError, match="latency_ms must be a number >= 0"):
         write_report(tmp_path, _records(3), budgets={"latency_ms": -2.0}, run_info={})
+
+
+def test_audit_is_summarised_warnings_first_full_table_collapsed(tmp_path: Path) -> None:
+    records = _records()
+    winner = select_best(records, {})
+    assert winner is not None
+    findings = [
+        {"guideline": "G2", "scope": "layer", "name": f"conv{i}", "severity": "info", "message": f"group conv {i}"}
+        for i in range(30)
+    ] + [{"guideline": "VoVNet", "scope": "block", "name": "stage3", "severity": "warning", "message": "long residual chain"}]
+    profile = {"arch_id": winner.arch_id, "params": 5000, "guidelines": findings, "guidelines_audited": True,
+               "latency_ms": {"median": 1.2, "p10": 1.1, "p90": 1.4, "backend": "eager", "device": "cpu", "threads": 1}}
+    paths = write_report(tmp_path, records, budgets={}, run_info={"winner_profile": profile})
+    markdown = paths.markdown.read_text()
+    audit = _section(markdown, "## Profile and guideline audit of the winner")
+    assert "31 findings, 1 of them warnings" in audit
+    assert audit.index("[VoVNet] stage3: long residual chain") < audit.index("| G2 |")  # what matters first
+    assert "median 1.2 (p10 1.1, p90 1.4), eager on cpu" in audit
+    assert markdown.count("```json") == 1  # the architecture alone is JSON (collapsed in the HTML); no profile dump
+    html = paths.html.read_text()
+    assert html.count("<details>") >= 2 and "All 31 findings (warnings first)" in html
+
+
+def test_only_budgets_that_were_set_mark_points_over_budget(tmp_path: Path) -> None:
+    records = [replace(r, feasible=False) for r in _records()]  # the search's own verdict plays no part
+    html = write_report(tmp_path / "none", records, budgets={}, run_info={}).html.read_text()
+    assert "over budget" not in html.split("<h2>Pareto fronts</h2>")[1].split("<h2>")[0].replace("marked over budget", "")
+    budgets = parse_budgets(max_latency_ms=2.0)
+    over = sum(1 for r in _competing(records) if r.latency_ms > 2.0)
+    html = write_report(tmp_path / "latency", records, budgets=budgets, run_info={}).html.read_text()
+    assert f"over budget (latency_ms \\u2264 2 ms) ({over})" in html  # the plot's legend, JSON-escaped

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from nas.core.data.formats import IMAGE_EXTENSIONS, Source, read_cifar10, read_digits, read_image_folder
+from nas.core.memory import FLOAT_BYTES, check_fits
 
 __all__ = ["DATASETS", "IMAGE_EXTENSIONS", "DataBundle", "dataset_facts", "load_dataset"]
 
@@ -148,6 +149,19 @@ def load_dataset(
 def _finish(
     name: str, source: Source, input_size: int | None, limits: Mapping[str, int | None], seed: int
 ) -> DataBundle:
+    if len(source.class_names) < 2:
+        raise ValueError(
+            f"{source.where!r} has {len(source.class_names)} class(es) "
+            f"({', '.join(source.class_names)[:80] or 'none'}); classification needs at least 2"
+        )
+    channels = int(source.images["train"].shape[1])
+    count = sum(len(v) for v in source.labels.values())
+    side = input_size or int(source.images["train"].shape[-1])
+    check_fits(
+        count * channels * side**2 * FLOAT_BYTES * 2,  # the float32 images and one resize buffer
+        f"data.input_size {side} for {count} images",
+        "choose a smaller data.input_size or set data.train_limit / val_limit / test_limit",
+    )
     tensors: dict[str, torch.Tensor] = {}
     targets: dict[str, torch.Tensor] = {}
     for k, split in enumerate(("train", "val", "test")):

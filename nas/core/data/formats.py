@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from nas.core.memory import FLOAT_BYTES, check_fits
+
 __all__ = ["IMAGE_EXTENSIONS", "Source", "read_cifar10", "read_digits", "read_image_folder", "stratified_split"]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
@@ -220,6 +222,13 @@ def read_image_folder(root: Path, input_size: int | None, val_fraction: float, t
                 f"images under {str(root)!r} are not all square and of one size (sizes "
                 f"{sorted(shapes)[:4]}); set input_size to resize them"
             )
+    if input_size is not None:  # uint8 images now, float32 copies later: refuse before resizing anything
+        count = sum(len(items) for items in arrays.values())
+        check_fits(
+            count * (1 if gray else 3) * input_size**2 * (1 + 2 * FLOAT_BYTES),
+            f"data.input_size {input_size} for {count} images",
+            "choose a smaller data.input_size or set data.train_limit",
+        )
     images = {
         split: _stack([_to_chw(a, gray, input_size) for a in items], 1 if gray else 3)
         for split, items in arrays.items()
