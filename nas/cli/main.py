@@ -133,7 +133,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_config(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("config", help="print the default run config as YAML (a starting point for --config)")
+    p = sub.add_parser("config", help="print the default run config (or a built-in one) as YAML, a starting point for --config")
+    p.add_argument("name", nargs="?", default=None, help="a built-in config (see --list); default: the default config")
+    p.add_argument("--list", action="store_true", help="list the built-in configs (each usable as --config NAME)")
     p.add_argument("--out", help="write it to this file instead of printing it")
     p.set_defaults(func=run_cmds.cmd_config)
 

@@ -32,10 +32,14 @@ def default_run_dir(cfg: RunConfig, reference: bool) -> Path:
 
 
 def _load_run_config(path: str | None) -> RunConfig:
-    from nas.core.config import default_config, load_config
+    """``--config``: a YAML file merged over the default, or the name of a built-in config (``nas config --list``)."""
+    from nas.core.builtin_configs import BUILTIN_CONFIGS
+    from nas.core.config import load_config, named_config
 
     try:
-        return default_config() if path is None else load_config(path)
+        if path is None or (path in BUILTIN_CONFIGS and not Path(path).exists()):
+            return named_config(path)
+        return load_config(path)
     except ValueError as err:
         raise UsageError(str(err)) from None
 
@@ -139,12 +143,20 @@ def _export_line(summary: dict[str, Any]) -> str:
 def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
-    from nas.core.config import default_config, write_config
+    from nas.core.builtin_configs import builtin_config_names
+    from nas.core.config import named_config, write_config
 
+    if args.list:
+        print("\n".join(["default", *builtin_config_names()]))
+        return 0
+    try:
+        cfg = named_config(args.name)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     if args.out:
         check_writable_file(args.out, "--out")
-        write_config(default_config(), args.out)
-        print(f"default config written to {args.out}")
+        write_config(cfg, args.out)
+        print(f"{args.name or 'default'} config written to {args.out}")
         return 0
-    sys.stdout.write(yaml.safe_dump(default_config().model_dump(mode="json"), sort_keys=False))
+    sys.stdout.write(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     return 0

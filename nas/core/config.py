@@ -218,6 +218,17 @@ def default_config() -> RunConfig:
     return RunConfig()
 
 
+def named_config(name: str | None) -> RunConfig:
+    """The default (``None`` or ``"default"``) or a named built-in config (:mod:`nas.core.builtin_configs`)."""
+    from nas.core.builtin_configs import BUILTIN_CONFIGS
+
+    if name is None or name == "default":
+        return default_config()
+    if name not in BUILTIN_CONFIGS:
+        raise ConfigError(f"unknown built-in config {clip(name)}; allowed: default, {', '.join(BUILTIN_CONFIGS)}")
+    return merge_config(default_config(), BUILTIN_CONFIGS[name], source=f"built-in config {name!r}")
+
+
 def merge_config(base: RunConfig, updates: Mapping[str, Any], source: str = "<mapping>") -> RunConfig:
     """``base`` with ``updates`` merged over it (see the merge rules in the module docstring)."""
     if not isinstance(updates, Mapping):

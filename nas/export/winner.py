@@ -93,6 +93,7 @@ def export_run(
 ) -> dict[str, Any]:
     """Export a candidate (the best under ``budgets``, default the run's ``report.budgets``) as a checked bundle."""
     from nas.core.config import make_space
+    from nas.core.data.resolution import at_resolution
     from nas.export.check import verify_onnx
     from nas.search.candidate import scored_subnet
     from profilers import export_onnx, profile_model
@@ -106,6 +107,7 @@ def export_run(
     fingerprint = supernet_fingerprint(run)
     supernet = load_supernet(run.require_supernet())
     arch = space.validate(Architecture(space.name, record.arch))
+    data = at_resolution(data, space.resolution(arch))  # the winner's own input size, as the search scored it
     model = scored_subnet(supernet, arch, data, cfg.supernet, cfg.search.seed)
     accuracy = top1_accuracy(model, data.val, cfg.search.eval_batch_size)
     path = out or run.export_dir / f"trial{record.trial}.onnx"

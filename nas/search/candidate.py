@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from nas.core.data.resolution import ResolutionCache, at_resolution
 from nas.search.locks import RWFileLock
 from profilers import torch_threads
 from supernet import recalibrated_subnet, score_subnet
@@ -31,8 +32,10 @@ def scored_subnet(
 ) -> nn.Module:
     """The static subnet of ``arch`` exactly as the search scored it (same recalibration batches, same seed).
 
-    `nas export` writes this model, so the exported network is the one whose figures the report shows.
+    `nas export` writes this model, so the exported network is the one whose figures the report shows. The
+    training data are taken at the architecture's own resolution, as the search took them.
     """
+    data = at_resolution(data, supernet.space.resolution(arch))
     return recalibrated_subnet(
         supernet, arch, data.train, bn_batches=train_cfg.recalibration_batches, batch_size=train_cfg.batch_size,
         seed=seed,
@@ -51,6 +54,9 @@ class Evaluator:
     # nothing else of this run is busy while a candidate is timed.
     lock: RWFileLock | None = None
 
+    def __post_init__(self) -> None:
+        self.views = ResolutionCache(self.data)  # the data at each candidate's resolution, resized once
+
     def evaluate(self, arch: Architecture) -> dict[str, Any]:
         """Every metric of one candidate, as the fields of a CandidateRecord.
 
@@ -62,14 +68,15 @@ class Evaluator:
         cfg = self.search_cfg
         space = self.supernet.space
         start = time.perf_counter()
-        shape = space.input_shape(1, arch)[1:]
+        shape = space.input_shape(1, arch)[1:]  # at the architecture's own resolution
         x = torch.zeros((cfg.latency_batch_size, *shape))
+        data = self.views(space.resolution(arch))
         with self.lock.shared() if self.lock else contextlib.nullcontext():
             score = score_subnet(
                 self.supernet,
                 arch,
-                self.data.train,
-                self.data.val,
+                data.train,
+                data.val,
                 bn_batches=self.train_cfg.recalibration_batches,
                 batch_size=self.train_cfg.batch_size,
                 seed=cfg.seed,

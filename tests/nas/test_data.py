@@ -330,3 +330,19 @@ def test_image_folder_errors_name_the_path(tmp_path: Path) -> None:
     tiny = _folder(tmp_path / "tiny", {"a": 2, "b": 2})
     with pytest.raises(ValueError, match=r"the val split of .*tiny' is empty"):
         load_dataset("image_folder", root=tiny)
+
+
+def test_data_at_an_architectures_resolution_is_resized_once(digits8: DataBundle) -> None:
+    from nas.core.data.resolution import ResolutionCache, at_resolution
+    from supernet import resize_input
+
+    assert at_resolution(digits8, digits8.input_size) is digits8
+    bigger = at_resolution(digits8, 12)
+    assert bigger.input_size == 12 and bigger.val.tensors[0].shape[1:] == (1, 12, 12)
+    assert torch.equal(bigger.val.tensors[1], digits8.val.tensors[1])
+    # The same resize the supernets apply to a raw batch inside forward.
+    assert torch.equal(bigger.val.tensors[0][:5], resize_input(digits8.val.tensors[0][:5], 12))
+    cache = ResolutionCache(digits8)
+    assert cache(12) is cache(12) and len(cache) == 2
+    with pytest.raises(ValueError, match="resolution must be a positive integer"):
+        at_resolution(digits8, 0)

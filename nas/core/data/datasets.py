@@ -43,13 +43,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from nas.core.data.formats import IMAGE_EXTENSIONS, Source, read_cifar10, read_digits, read_image_folder
 from nas.core.memory import FLOAT_BYTES, check_fits
+from supernet import resize_input
 
-__all__ = ["DATASETS", "IMAGE_EXTENSIONS", "DataBundle", "dataset_facts", "load_dataset"]
+__all__ = ["DATASETS", "IMAGE_EXTENSIONS", "DataBundle", "dataset_facts", "load_dataset", "resize_images"]
 
 DATASETS: tuple[str, ...] = ("digits", "cifar10", "image_folder")
 _FIXED_FACTS: Mapping[str, tuple[int, int, int]] = {"digits": (1, 10, 8), "cifar10": (3, 10, 32)}
@@ -176,7 +176,7 @@ def _finish(
         images = source.images[split] if keep is None else source.images[split][keep]
         labels = labels if keep is None else labels[keep]
         x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div_(source.scale)
-        tensors[split] = _resize(x, input_size)
+        tensors[split] = resize_images(x, input_size)
         targets[split] = torch.from_numpy(labels.astype(np.int64))
     var, mean = torch.var_mean(tensors["train"], dim=(0, 2, 3), correction=0)
     std = var.sqrt()
@@ -214,21 +214,15 @@ def _limit(labels: np.ndarray, limit: int | None, seed: int, stream: int) -> np.
     return np.sort(picked)
 
 
-def _resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
+def resize_images(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """``x`` (N, C, H, W) at ``size`` x ``size``, a chunk at a time (bounded scratch memory); None: unchanged.
+
+    Each chunk goes through ``supernet.resize_input``, the resize the supernets apply to a batch, so data
+    resized here and a raw batch resized inside a supernet give the same numbers.
+    """
     if size is None or x.shape[-2:] == (size, size):
         return x
-    shrink = size < max(x.shape[-2:])
-    chunks = [
-        F.interpolate(
-            x[i : i + _RESIZE_CHUNK],
-            size=(size, size),
-            mode="bilinear",
-            align_corners=False,
-            antialias=shrink,
-        )
-        for i in range(0, len(x), _RESIZE_CHUNK)
-    ]
-    return torch.cat(chunks)
+    return torch.cat([resize_input(x[i : i + _RESIZE_CHUNK], size) for i in range(0, len(x), _RESIZE_CHUNK)])
 
 
 def _check_name(dataset: str) -> None:
