@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from nas.core.errors import UsageError
+from nas.core.errors import IncompleteError, UsageError
+from nas.core.run_dir import RunDir
 
 __all__ = ["build_parser", "main"]
 
@@ -92,18 +93,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    """Train the supernet; under torchrun, one process of a DistributedDataParallel job (rank 0 reports)."""
     from nas.pipeline import prepare_run, train_run
+    from supernet.distributed import init_distributed, main_rank_first, shutdown_distributed
 
     cfg = _load_run_config(args.config)
-    run = prepare_run(cfg, Path(args.out))
-    final = train_run(run)
-    print(f"supernet: {run.checkpoint} ({', '.join(f'{k} {v:.4g}' for k, v in final.items())})")
+    ctx = init_distributed()
+    try:
+        with main_rank_first(ctx) as main:
+            run = prepare_run(cfg, Path(args.out)) if main else RunDir(Path(args.out))
+        final = train_run(run, distributed=ctx)
+    finally:
+        shutdown_distributed(ctx)
+    if ctx is None or ctx.is_main:
+        where = f" ({ctx.world_size} processes, {ctx.backend})" if ctx is not None else ""
+        print(f"supernet: {run.checkpoint}{where} ({', '.join(f'{k} {v:.4g}' for k, v in final.items())})")
     return 0
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from nas.core.run_dir import RunDir
-
     run = RunDir(Path(args.run))
     engine = args.engine or run.load_config().search.engine
     if engine == "ray":
@@ -122,11 +130,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
         f"{summary.complete} candidates complete, {summary.failed} failed, {summary.duplicates} duplicate proposals "
         f"skipped, {summary.recovered} interrupted trials retried, {summary.seconds:.1f} s; records: {run.trials_csv}"
     )
+    if summary.short:
+        raise IncompleteError(
+            f"the search ended with {summary.complete} of {summary.target} candidates complete (failed candidates, "
+            "or proposals that were all duplicates or over the latency budget); see the messages above"
+        )
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from nas.core.run_dir import RunDir
     from nas.pipeline import report_run
     from nas.report.report import parse_budgets
 
@@ -147,7 +159,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from nas.core.run_dir import RunDir
     from nas.export.winner import export_run
 
     if args.out is not None and not args.out.endswith(".onnx"):
@@ -243,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         print(f"nas {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except IncompleteError as err:
+        print(f"nas {args.command}: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"nas {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -120,7 +120,7 @@ def _children(pid: int) -> list[int]:
 
 
 def _nas(*args: str) -> list[str]:
-    return [sys.executable, "-m", "nas.cli.main", *args]
+    return [sys.executable, "-m", "nas", *args]
 
 
 def _wait_for_complete(run: RunDir, count: int, proc: subprocess.Popen[bytes], timeout: float = 240) -> None:
