@@ -44,6 +44,8 @@ class TrainConfig(BaseModel):
     budget_high: float | None = None
     budget_metric: str = "mult_adds"  # the name of that cost, for messages and the caller's choice of cost_fn
     paths_per_step: int = Field(1, ge=1)  # paths whose gradients add up in one update (FairNAS: n)
+    # Distributed training (torchrun): batch norm statistics over the global batch instead of each process's share.
+    sync_bn: bool = False
     seed: int = 0
     threads: int | None = Field(1, ge=1)  # torch threads while training, set by the caller (nas); None: as is
     bn_recalibration: bool = True  # recompute a subnet's BN statistics before scoring it
