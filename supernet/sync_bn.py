@@ -3,8 +3,8 @@
 ``torch.nn.SyncBatchNorm`` runs on GPUs only (it raises for a CPU tensor), and DetNAS-style training
 synchronises batch norm whatever the device. On CUDA the trainer uses PyTorch's; elsewhere (CPU with gloo)
 :class:`GlobalBatchNorm2d` does the same computation: per channel, the sum, the sum of squares and the count
-of the local batch are all-reduced in one differentiable collective (``torch.distributed.nn.all_reduce``:
-its backward all-reduces the gradients), so forward and backward equal those of one process holding the whole
+of the local batch are all-reduced in one differentiable collective (its backward all-reduces the gradients
+of the statistics), so forward and backward equal those of one process holding the whole
 global batch. Running statistics are updated from the global mean and the unbiased global variance, exactly as
 ``nn.BatchNorm2d`` does for one batch. It subclasses ``nn.BatchNorm2d``: state dicts are unchanged.
 """
@@ -18,6 +18,22 @@ from torch import nn
 __all__ = ["GlobalBatchNorm2d", "convert_to_global_batch_norm"]
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the processes of the group; the gradient of every process's copy is summed the same way."""
+
+    @staticmethod
+    def forward(ctx: object, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` whose training statistics are those of the batch over all processes of the group."""
 
@@ -25,8 +41,6 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(input)
         self._check_input_dim(input)
-        from torch.distributed.nn.functional import all_reduce
-
         channels = input.shape[1]
         x = input.float()
         local = torch.cat(
@@ -36,7 +50,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
                 torch.full((1,), float(x.numel() // channels), dtype=x.dtype, device=x.device),
             ]
         )
-        total = all_reduce(local)  # differentiable: the backward all-reduces the gradients of the statistics
+        total = _AllReduceSum.apply(local)
         count = total[-1]
         mean = total[:channels] / count
         var = (total[channels : 2 * channels] / count - mean * mean).clamp_min(0.0)  # biased, as BN normalises

@@ -54,7 +54,11 @@ def test_workers_die_with_a_killed_parent(trained_run: Path, tmp_path: Path) -> 
         while len(workers := _workers(proc.pid)) < 2:
             assert proc.poll() is None and time.time() < deadline
             time.sleep(0.2)
-        time.sleep(1.0)  # past the workers' first lines
+        # Until a worker evaluates a candidate: past its start-up (a worker whose parent died while it was
+        # still importing ends at its first line, when it finds itself orphaned).
+        while not run.journal.is_file() or b'"arch_id"' not in run.journal.read_bytes():
+            assert proc.poll() is None and time.time() < deadline + 120
+            time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         deadline = time.time() + 10

@@ -30,7 +30,7 @@ from nas.search.session import (
     show_progress,
     with_overrides,
 )
-from nas.search.study import count_candidates, make_optuna_sampler
+from nas.search.study import count_candidates, make_optuna_sampler, take_worker_ticket
 
 if TYPE_CHECKING:
     from nas.core.config import RunConfig
@@ -73,8 +73,11 @@ def run_ray_search(
         )
         try:
             if complete < search.trials:
-                # A sampler seeded by the study's length: a resumed search does not replay the proposals of the first.
-                study.sampler = make_optuna_sampler(search, search.seed + len(study.get_trials(deepcopy=False)))
+                # A sampler seeded by a ticket no other worker got: a resumed search, or another machine on the same
+                # study, does not replay the proposals of the first.
+                with session.mutex.hold():
+                    ticket = take_worker_ticket(study)
+                study.sampler = make_optuna_sampler(search, search.seed + 1000 * ticket)
                 _run_tune(run, cfg, search, session, address, bar)
         finally:
             bar.close()
