@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from nas.core.config import load_data
-from nas.core.errors import UsageError
+from nas.core.errors import IncompleteError, UsageError
 from nas.core.run_dir import RunDir
 from nas.export.winner import export_run, find_export, pick_candidate
 from nas.search.records import run_records
@@ -18,6 +18,7 @@ from profilers import torch_threads
 
 if TYPE_CHECKING:
     from nas.core.config import RunConfig
+    from supernet.distributed import DistributedContext
 
 __all__ = ["prepare_run", "report_run", "run_all", "train_run"]
 
@@ -29,8 +30,27 @@ def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
         if isinstance(va, dict) and isinstance(vb, dict):
             out += _config_diff(va, vb, f"{prefix}{key}.")
         elif va != vb:
-            out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
+            out.append(f"{prefix}{key}: {_shown(va)!r} -> {_shown(vb)!r}")
     return out
+
+
+def _shown(value: Any) -> Any:
+    """A config value as it may be printed: database URLs without their password."""
+    from nas.search.storage import masked_url
+
+    return masked_url(value) if isinstance(value, str) and "://" in value else value
+
+
+def _shown_config(cfg: RunConfig, info: dict[str, Any]) -> dict[str, Any]:
+    """The config as the report shows it: the storage URL masked, and the Ray address the search really used."""
+    shown = cfg.model_dump(mode="json")
+    search = shown["search"]
+    if search.get("storage"):
+        search["storage"] = _shown(search["storage"])
+    used = info.get("search", {})
+    if used.get("engine") == "ray" and used.get("ray_address") is not None:
+        search["ray_address"] = used["ray_address"]
+    return shown
 
 
 # Keys that may differ when a run is resumed: they do not change what is computed, only how fast.
@@ -38,7 +58,9 @@ _RESUME_FREE = {
     "supernet.threads",
     "search.workers",
     "search.trials",
-    "search.storage",
+    "search.storage",  # the search refuses another storage once it holds candidates (nas.search.session)
+    "search.heartbeat_interval",
+    "search.heartbeat_grace",
     "search.engine",
     "search.ray_address",
     "search.ray_storage_path",
@@ -85,8 +107,12 @@ def prepare_run(cfg: RunConfig, out: Path, *, fresh: bool = False) -> RunDir:
     return run
 
 
-def train_run(run: RunDir, *, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume training) the run's supernet. Returns the final training metrics."""
+def train_run(run: RunDir, *, progress: bool = True, distributed: DistributedContext | None = None) -> dict[str, Any]:
+    """Train (or resume training) the run's supernet. Returns the final training metrics.
+
+    ``distributed``: this process's place in a torchrun job (``supernet.init_distributed``); rank 0 alone
+    writes the checkpoints and run.json.
+    """
     from nas.core.config import make_space
     from supernet import build_supernet, train_supernet
 
@@ -105,9 +131,14 @@ def train_run(run: RunDir, *, progress: bool = True) -> dict[str, Any]:
     start = time.perf_counter()
     with torch_threads(cfg.supernet.threads):
         result = train_supernet(
-            supernet, data.train, cfg.supernet, run.supernet_dir, progress=progress, cost_fn=cost_fn
+            supernet, data.train, cfg.supernet, run.supernet_dir, progress=progress, cost_fn=cost_fn,
+            distributed=distributed,
         )
     seconds = time.perf_counter() - start
+    if distributed is not None and not distributed.is_main:
+        return dict(result.final)
+    if distributed is not None:
+        run.update_info(distributed={"world_size": distributed.world_size, "backend": distributed.backend})
     # Time adds up over the calls that trained this checkpoint; a training from scratch starts the count again.
     previous = run.read_info().get("timings", {}).get("train_s", 0.0) if result.resumed_from_epoch > 0 else 0.0
     run.update_info(timings={"train_s": previous + seconds}, data=data.describe(), training=result.final)
@@ -144,7 +175,7 @@ def report_run(run: RunDir, budgets: dict[str, float] | None = None, *, export: 
         budgets = dict(cfg.report.budgets)
     info = run.read_info()
     run_info: dict[str, Any] = {
-        "config": cfg.model_dump(mode="json"),
+        "config": _shown_config(cfg, info),
         "device": info.get("device", {}),
         "versions": library_versions(),
         "timings": info.get("timings", {}),
@@ -192,6 +223,10 @@ def run_all(cfg: RunConfig, out: Path, *, progress: bool = True, fresh: bool = F
     else:
         summary = run_search(run, progress=progress)
     print(f"      {summary.complete} complete, {summary.failed} failed, {summary.duplicates} duplicate proposals")
+    if summary.short:
+        raise IncompleteError(
+            f"the search ended with {summary.complete} of {summary.target} candidates complete; rerun to resume"
+        )
     print("[3/4] export of the winner")
     winner = pick_candidate(run_records(run), None, dict(cfg.report.budgets))
     exported = find_export(run, winner)

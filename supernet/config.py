@@ -56,6 +56,8 @@ class TrainConfig(BaseModel):
     sandwich_random_paths: int = Field(2, ge=0)
     inplace_distillation: bool = True
     distill_temperature: float = Field(1.0, gt=0)
+    # Distributed training (torchrun): batch norm statistics over the global batch instead of each process's share.
+    sync_bn: bool = False
     seed: int = 0
     threads: int | None = Field(1, ge=1)  # torch threads while training, set by the caller (nas); None: as is
     bn_recalibration: bool = True  # recompute a subnet's BN statistics before scoring it

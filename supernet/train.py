@@ -35,10 +35,17 @@ from supernet.checkpoint import (
     CheckpointError,
     load_checkpoint,
     remove_stale_temporaries,
-    save_checkpoint,
 )
 from supernet.config import TrainConfig
 from supernet.data import make_loader
+from supernet.distributed import (
+    StepSeededSampler,
+    rank_seed,
+    reduce_epoch_metrics,
+    save_on_main,
+    shard_loader,
+    wrap_model,
+)
 from supernet.samplers import BudgetSampler, FairSampler, PathSampler, UniformSampler
 from supernet.sandwich import SandwichRule, distillation_loss
 
@@ -47,6 +54,7 @@ if TYPE_CHECKING:
 
     from search_spaces import Architecture, SearchSpace
     from supernet._base import Supernet
+    from supernet.distributed import DistributedContext
 
 __all__ = ["NonFiniteLossError", "TrainResult", "make_path_sampler", "train_supernet"]
 
@@ -101,6 +109,7 @@ def train_supernet(
     device: str | torch.device = "cpu",
     cost_fn: Callable[[Architecture], float] | None = None,
     on_epoch_end: EpochCallback | None = None,
+    distributed: DistributedContext | None = None,
 ) -> TrainResult:
     """Train ``supernet`` in place on ``train_set`` (``(x, y)`` pairs), checkpointing to ``out_dir``.
 
@@ -110,11 +119,14 @@ def train_supernet(
     metrics)`` runs after each epoch's checkpoint is written (an exception from it stops training with that
     checkpoint kept). Torch's global RNG (dropout) is forked for the call, so the caller's random state is
     untouched. Thread counts are the caller's (``cfg.threads`` is applied by ``nas``, which owns them).
+    ``distributed``: this process's place in a torchrun job (``supernet.distributed``): DDP on its device,
+    ``batch_size`` as the global batch, paths seeded by the step, rank 0 alone writing checkpoints.
     """
     start = time.perf_counter()
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.from_dict(cfg)
-    device = torch.device(device)
+    device = torch.device(device) if distributed is None else distributed.device
+    progress = progress and (distributed is None or distributed.is_main)
     amp_dtype, use_scaler = resolve_amp(cfg.amp, device)
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT_NAME
@@ -138,6 +150,7 @@ def train_supernet(
         epochs = int(state["epoch"])
         return TrainResult(epochs, list(state["metrics"]), ckpt_path, epochs, time.perf_counter() - start, _dump(cfg))
 
+    model = supernet if distributed is None else wrap_model(supernet, distributed, sync_bn=cfg.sync_bn)
     optimizer = make_optimizer(supernet, cfg)
     total = cfg.epochs * steps_per_epoch
     schedule = WarmupCosine(round(cfg.warmup_epochs * steps_per_epoch), total)
@@ -155,6 +168,13 @@ def train_supernet(
         sampler.load_state_dict(state["sampler"])
         history = list(state["metrics"])
         first_epoch = int(state["epoch"])
+    if distributed is not None and sandwich is not None:
+        raise ValueError(
+            "sandwich: true is not supported with distributed training (torchrun) yet; "
+            "allowed there: sandwich: false (single-path sampling)"
+        )
+    if distributed is not None:  # the same path on every rank: drawn from a generator seeded by the step
+        sampler = StepSeededSampler(sampler, cfg.seed, first_epoch * steps_per_epoch, cfg.paths_per_step)
 
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
@@ -163,14 +183,19 @@ def train_supernet(
             torch.manual_seed(cfg.seed)
         else:
             _set_rng(state["rng"], device)
+        if distributed is not None:  # each rank its own dropout stream, a function of (seed, first epoch, rank)
+            torch.manual_seed(rank_seed(cfg.seed, first_epoch, distributed.rank))
         for epoch in range(first_epoch, cfg.epochs):
             metrics = _train_epoch(
-                supernet, sampler, sandwich, optimizer, scheduler, scaler, criterion, train_set, cfg, epoch,
-                steps_per_epoch, device, amp_dtype, progress, ckpt_path,
+                model, sampler, sandwich, optimizer, scheduler, scaler, criterion, train_set, cfg, epoch,
+                steps_per_epoch, device, amp_dtype, progress, ckpt_path, distributed,
             )
+            if distributed is not None:
+                metrics = reduce_epoch_metrics(metrics, distributed)
             _check_weights(supernet, epoch + 1, steps_per_epoch, ckpt_path)
             history.append(metrics)
-            save_checkpoint(
+            save_on_main(
+                distributed,
                 {
                     "format": FORMAT_VERSION,
                     "epoch": epoch + 1,
@@ -193,7 +218,7 @@ def train_supernet(
 
 
 def _train_epoch(
-    supernet: Supernet,
+    supernet: nn.Module,  # the supernet, or its DDP wrapper
     sampler: PathSampler,
     sandwich: SandwichRule | None,
     optimizer: torch.optim.Optimizer,
@@ -208,9 +233,14 @@ def _train_epoch(
     amp_dtype: torch.dtype | None,
     progress: bool,
     ckpt_path: Path,
+    distributed: DistributedContext | None = None,
 ) -> dict[str, float]:
     supernet.train()
-    loader = make_loader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, drop_last=True)
+    loader = (
+        make_loader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, drop_last=True)
+        if distributed is None
+        else shard_loader(train_set, cfg.batch_size, distributed, seed=cfg.seed, epoch=epoch)
+    )
     loss_sum = 0.0
     correct = seen = images = 0
     busy = 0.0

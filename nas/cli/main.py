@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import nas
 from nas.cli import run_cmds
 from nas.cli.args import Parser, add_budget_flags, positive_int
-from nas.core.errors import UsageError
+from nas.core.errors import IncompleteError, UsageError
 
 __all__ = ["build_parser", "main"]
 
@@ -206,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except _bad_input_types() as err:
             print(f"nas {args.command}: error: {_one_line(str(err))}", file=sys.stderr)
             return 2
+        except IncompleteError as err:  # the work ended short of what was asked: said, exit 1
+            print(f"nas {args.command}: {_one_line(str(err))}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             hint = _RESUME_HINT.get(args.command, "run it again")
             print(f"\nnas {args.command}: interrupted; {hint}", file=sys.stderr)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas.cli.args import budgets_from_args
-from nas.core.errors import UsageError, clip
+from nas.core.errors import IncompleteError, UsageError, clip
 from nas.core.paths import check_writable_dir, check_writable_file
 
 if TYPE_CHECKING:
@@ -56,13 +56,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train the supernet; under torchrun, one process of a DistributedDataParallel job (rank 0 reports)."""
+    from nas.core.run_dir import RunDir
     from nas.pipeline import prepare_run, train_run
+    from supernet.distributed import init_distributed, main_rank_first, shutdown_distributed
 
     cfg = _load_run_config(args.config)
     check_writable_dir(args.out, "run directory (--out)")
-    run = prepare_run(cfg, Path(args.out))
-    final = train_run(run)
-    print(f"supernet: {run.checkpoint} ({', '.join(f'{k} {v:.4g}' for k, v in final.items())})")
+    ctx = init_distributed()
+    try:
+        with main_rank_first(ctx) as main:
+            run = prepare_run(cfg, Path(args.out)) if main else RunDir(Path(args.out))
+        final = train_run(run, distributed=ctx)
+    finally:
+        shutdown_distributed(ctx)
+    if ctx is None or ctx.is_main:
+        where = f" ({ctx.world_size} processes, {ctx.backend})" if ctx is not None else ""
+        print(f"supernet: {run.checkpoint}{where} ({', '.join(f'{k} {v:.4g}' for k, v in final.items())})")
     return 0
 
 
@@ -94,6 +104,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         f"{summary.complete} candidates complete, {summary.failed} failed, {summary.duplicates} duplicate proposals "
         f"skipped, {summary.recovered} interrupted trials retried, {summary.seconds:.1f} s; records: {run.trials_csv}"
     )
+    if summary.short:
+        raise IncompleteError(
+            f"the search ended with {summary.complete} of {summary.target} candidates complete (failed candidates, "
+            "or proposals that were all duplicates or over the latency budget); see the messages above"
+        )
     return 0
 
 

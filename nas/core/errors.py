@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["MAX_ECHO", "UsageError", "clip"]
+__all__ = ["MAX_ECHO", "IncompleteError", "UsageError", "clip"]
 
 # At most this many characters of anything the user gave (a path, a JSON text, a value) appear in a message:
 # a 10 MB argument must not become a 10 MB error line.
@@ -20,3 +20,7 @@ def clip(value: object, limit: int = MAX_ECHO) -> str:
     if len(text) <= limit:
         return text
     return f"{text[: limit - 1]}… ({len(text)} characters)"
+
+
+class IncompleteError(Exception):
+    """The work ended short of what was asked (e.g. fewer candidates than ``--trials``): exit code 1, this message."""

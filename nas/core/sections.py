@@ -35,6 +35,10 @@ class SearchConfig(BaseModel):
     workers: int = Field(1, ge=1)
     # None: an Optuna journal file in the run directory. Else an RDB URL ("sqlite:///x.db", "postgresql://...").
     storage: str | None = None
+    # Liveness of trials in an RDB storage (Optuna's heartbeat): every worker records a heartbeat for its running
+    # trial each `heartbeat_interval` seconds; a trial silent for `heartbeat_grace` seconds is failed and retried.
+    heartbeat_interval: int = Field(10, ge=1)
+    heartbeat_grace: int = Field(60, ge=2)
     seed: int = 0
     population_size: int = Field(16, ge=2)  # NSGA-II
     # Measurement of each candidate on the target device.
@@ -75,6 +79,15 @@ class SearchConfig(BaseModel):
             if not (math.isfinite(bound) and bound > 0):
                 raise ValueError(f"budget {metric} must be a finite positive number (leave it out for no bound), got {bound!r}")
         return value
+
+    @model_validator(mode="after")
+    def _grace_over_interval(self) -> SearchConfig:
+        if self.heartbeat_grace <= self.heartbeat_interval:
+            raise ValueError(
+                f"heartbeat_grace ({self.heartbeat_grace} s) must be longer than heartbeat_interval "
+                f"({self.heartbeat_interval} s), or live trials would be failed"
+            )
+        return self
 
     @model_validator(mode="after")
     def _energy_when_needed(self) -> SearchConfig:

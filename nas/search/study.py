@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -17,15 +18,16 @@ from optuna.trial import TrialState
 
 from nas.core.errors import UsageError
 from nas.search.records import CandidateRecord
+from nas.search.storage import TrialHeartbeat, heartbeat_enabled, make_storage
 
 if TYPE_CHECKING:
-    from nas.core.run_dir import RunDir
     from nas.core.sections import SearchConfig
     from search_spaces import Architecture, SearchSpace
 
 __all__ = [
     "METRIC_ATTRS",
     "STUDY_NAME",
+    "WAIT",
     "ask_candidate",
     "constraint_values",
     "count_candidates",
@@ -35,7 +37,7 @@ __all__ = [
     "now_text",
     "open_study",
     "records_from_study",
-    "recover_interrupted",
+    "take_worker_ticket",
     "tell_candidate",
 ]
 
@@ -45,20 +47,6 @@ METRIC_ATTRS = (
     "accuracy", "params", "mult_adds", "elementwise_ops", "memory_access_bytes", "latency_ms",
     "latency_p10_ms", "latency_p90_ms", "latency_backend", "latency_spread", "energy_mj", "energy_source",
 )  # fmt: skip
-
-
-def make_storage(run: RunDir, search: SearchConfig) -> optuna.storages.BaseStorage:
-    """The run's Optuna storage: a journal file in the run directory unless an RDB URL is configured."""
-    if search.storage is None:
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        run.root.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(run.journal)))
-    try:
-        return optuna.storages.RDBStorage(search.storage)
-    except Exception as err:  # sqlalchemy raises many types for a bad URL or an unreachable server
-        raise UsageError(f"search.storage {search.storage!r} cannot be opened: {err}") from None
 
 
 def make_optuna_sampler(search: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -79,6 +67,9 @@ def open_study(storage: optuna.storages.BaseStorage, search: SearchConfig, sampl
     )
     stored = study.user_attrs.get("objectives")
     if stored is None:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, and what optuna-dashboard reads
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(search.objectives))
         study.set_user_attr("objectives", list(search.objectives))
         study.set_user_attr("budgets", dict(search.budgets))
     elif list(stored) != list(search.objectives):
@@ -115,64 +106,84 @@ def records_from_study(study: optuna.Study) -> list[CandidateRecord]:
 
 
 def count_candidates(study: optuna.Study) -> tuple[int, int]:
+    """(complete, running) distinct candidates. A running trial counts once its architecture is claimed."""
     complete = running = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
-        if "duplicate_of" in t.user_attrs:
+        if "duplicate_of" in t.user_attrs or "skipped" in t.user_attrs:
             continue
         if t.state == TrialState.COMPLETE:
             complete += 1
-        else:
+        elif "arch_id" in t.user_attrs:
             running += 1
     return complete, running
 
 
-def recover_interrupted(study: optuna.Study, worker: str | None = None) -> int:
-    """Mark RUNNING trials (of ``worker``, or all) FAIL and re-enqueue their parameters. Returns how many."""
-    storage = study._storage
-    count = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if worker is not None and t.user_attrs.get("worker") != worker:
-            continue
-        storage.set_trial_user_attr(t._trial_id, "error", "worker died or run was interrupted; retried")
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        if t.params and "arch_id" in t.user_attrs:  # asked but never suggested: nothing to retry
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
-        count += 1
-    return count
+class _Wait:
+    """What :func:`ask_candidate` returns while other workers are finishing the candidates still missing."""
 
+    def __repr__(self) -> str:
+        return "WAIT"
+
+
+WAIT = _Wait()
 
 
 def ask_candidate(
-    study: optuna.Study, space: SearchSpace, target: int, worker: str
-) -> tuple[optuna.Trial, Architecture | None] | None:
-    """Ask the next candidate, or None when ``target`` distinct candidates are complete or running.
+    study: optuna.Study, space: SearchSpace, target: int, worker: str, *, max_proposals: int | None = None
+) -> tuple[optuna.Trial, Architecture | None] | _Wait | None:
+    """Ask the next candidate and claim its architecture. Call it under the study's ask mutex.
 
-    A proposal whose architecture is already complete or running is told PRUNED with ``duplicate_of`` and
-    returned with ``None`` for the architecture. Call it under a lock shared by everything asking the study.
+    Returns None when ``target`` distinct candidates are complete (or ``max_proposals`` trials were asked),
+    :data:`WAIT` when complete and running candidates already make ``target`` (a running one may still fail:
+    ask again later), else the trial and its architecture. A proposal whose architecture is complete or
+    running elsewhere is told PRUNED with ``duplicate_of`` and returned with ``None`` for the architecture.
+    With a heartbeat storage the trial's first heartbeat is recorded before the architecture is claimed, so
+    a claimed trial whose worker dies is always found stale.
     """
     complete, running = count_candidates(study)
+    if complete >= target:
+        return None
     if complete + running >= target:
+        return WAIT
+    limit = max_proposals if max_proposals is not None else target * 20 + 100
+    if len(study.get_trials(deepcopy=False)) >= limit:
+        print(f"worker {worker}: stopping after {limit} proposals: they were duplicates or predicted over the latency budget")
         return None
-    if len(study.get_trials(deepcopy=False)) >= target * 20 + 100:
-        print(f"worker {worker}: stopping after {target * 20 + 100} proposals: they were duplicates or predicted over the latency budget")
-        return None
-    trial = study.ask()
+    with warnings.catch_warnings():  # we ask by hand and hold the heartbeat ourselves (nas.search.storage)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used", category=UserWarning)
+        trial = study.ask()
     arch = space.suggest(trial)
     for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
         if (
             other.number != trial.number
             and other.user_attrs.get("arch_id") == arch.arch_id
             and "duplicate_of" not in other.user_attrs
+            and "skipped" not in other.user_attrs
         ):
             trial.set_user_attr("duplicate_of", other.number)
             study.tell(trial, state=TrialState.PRUNED)
             return trial, None
-    # "arch_id" last: readers (the progress bar, other processes) take it as the mark of a complete record start.
+    if heartbeat_enabled(study._storage):
+        TrialHeartbeat(study._storage, trial._trial_id).beat_once()
+    # "arch_id" last: it is the claim, and readers (the progress bar, other processes) take it as the mark of a
+    # complete record start.
     trial.set_user_attr("arch", dict(arch.values))
     trial.set_user_attr("worker", worker)
     trial.set_user_attr("started_at", now_text())
     trial.set_user_attr("arch_id", arch.arch_id)
     return trial, arch
+
+
+def take_worker_ticket(study: optuna.Study) -> int:
+    """A number no other worker of the study ever got (0, 1, 2, ...). Call it under the study's ask mutex.
+
+    Workers seed their samplers from it, so two workers never draw the same proposals, whichever machine
+    or run directory they run in, and a resumed search does not replay the proposals of the first.
+    """
+    key = "nas:worker_tickets"
+    ticket = int(study._storage.get_study_system_attrs(study._study_id).get(key, 0))
+    study._storage.set_study_system_attr(study._study_id, key, ticket + 1)
+    return ticket
 
 
 def fail_candidate(study: optuna.Study, trial: optuna.Trial, error: str) -> None:

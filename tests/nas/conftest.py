@@ -40,3 +40,33 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_config() -> object:
     """``tiny_config(path, **sections)`` writes the tiny run config with sections updated."""
     return write_tiny_config
+
+
+POSTGRES_URL_VARIABLE = "NAS_TEST_POSTGRES_URL"
+
+
+@pytest.fixture
+def postgres_url() -> object:
+    """A fresh, empty PostgreSQL database for one test (its URL), dropped afterwards.
+
+    The server comes from ``NAS_TEST_POSTGRES_URL`` (``.ci/postgres`` starts one on 127.0.0.1 and prints the
+    variable; ``.ci/run`` sets it). Without it the test is skipped, saying so.
+    """
+    import os
+    import uuid
+
+    url = os.environ.get(POSTGRES_URL_VARIABLE)
+    if not url:
+        pytest.skip(f"no PostgreSQL server: set {POSTGRES_URL_VARIABLE} (eval \"$(.ci/postgres)\" starts one on 127.0.0.1)")
+    import sqlalchemy
+
+    name = f"nas_test_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool)
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sqlalchemy.engine.make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

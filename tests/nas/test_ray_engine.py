@@ -293,3 +293,88 @@ def test_the_environment_is_restored_after_the_search() -> None:
         os.environ.pop(key, None)
         if saved is not None:
             os.environ[key] = saved
+
+
+def test_the_cluster_head_passes_the_address_check(cluster: Any) -> None:
+    from nas.search.ray.cluster import _check_reachable
+
+    _check_reachable(cluster.address)  # a real GCS answers gRPC's HTTP/2 preface
+
+
+@contextlib.contextmanager
+def _listener(reply: bytes | None) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that is not Ray: it answers ``reply`` to anything, or stays silent."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        held = []
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            held.append(conn)
+            if reply is not None:
+                with contextlib.suppress(OSError):
+                    conn.recv(1024)
+                    conn.sendall(reply)
+        for conn in held:
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+@pytest.mark.parametrize("reply", [b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", None], ids=["http", "silent"])
+def test_an_address_where_something_else_answers_exits_2_within_10_s(
+    trained_run: Path, tmp_path: Path, reply: bytes | None
+) -> None:
+    from nas.cli.main import main
+
+    run = _copy_run(trained_run, tmp_path)
+    with _listener(reply) as port:
+        start = time.perf_counter()
+        code = main(["search", "--run", str(run.root), "--engine", "ray", "--address", f"127.0.0.1:{port}"])
+        assert code == 2 and time.perf_counter() - start < 10
+    assert not _complete(run)
+
+
+def test_a_relative_run_directory_works(trained_run: Path, tmp_path: Path) -> None:
+    run = _copy_run(trained_run, tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(Path.cwd())}
+    for key in (*_LOCAL_ENV, "RAY_TMPDIR"):
+        env.pop(key, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nas", "search", "--run", "run", "--engine", "ray", "--trials", "1"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        _stop_session(proc)
+    assert proc.returncode == 0, out
+    _check_records(run, 1)
+    assert (run.root / "ray" / "tune").is_dir()
+
+
+def test_the_report_shows_the_ray_address_the_search_used(trained_run: Path, tmp_path: Path) -> None:
+    from nas.pipeline import _shown_config
+
+    run = _copy_run(trained_run, tmp_path)
+    run.update_info(search={"engine": "ray", "ray_address": "10.0.0.1:6379"})
+    shown = _shown_config(run.load_config(), run.read_info())
+    assert shown["search"]["ray_address"] == "10.0.0.1:6379"

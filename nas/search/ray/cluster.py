@@ -62,8 +62,9 @@ _LOCAL_ENV = {
 
 def ray_dir(run: RunDir, search: SearchConfig) -> Path:
     """Where a search keeps Ray's files (``tmp/`` for Ray, ``tune/`` for Tune): ``search.ray_storage_path`` or ``<run>/ray``."""
+    # Absolute: Ray refuses a relative temporary folder, and Tune reads a relative storage path as a URI.
     if search.ray_storage_path is None:
-        return run.root / "ray"
+        return (run.root / "ray").resolve()
     return Path(search.ray_storage_path).expanduser().resolve()
 
 
@@ -177,8 +178,18 @@ def ray_cluster(
                 ray.shutdown()  # stops the local cluster
 
 
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast on an address nobody listens at (``ray.init`` would retry for many minutes)."""
+# HTTP/2's connection preface and an empty SETTINGS frame: what a gRPC client sends first.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_SETTINGS = 0x4
+
+
+def _check_reachable(address: str, timeout: float = 4.0) -> None:
+    """Fail fast on an address nobody listens at, or where something other than Ray answers.
+
+    ``ray.init`` would retry for many minutes in both cases. A Ray head's address is its GCS, a gRPC server:
+    it answers HTTP/2's connection preface with a SETTINGS frame. Anything else (an HTTP/1 server, a
+    database, a silent socket) answers otherwise, closes, or says nothing within ``timeout``.
+    """
     if address.startswith("ray://"):
         raise UsageError(
             f"address {address!r} is a Ray Client address; engine ray runs its driver in this process and needs "
@@ -190,11 +201,32 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     if not host or not port.isdigit():
         raise UsageError(f"Ray address {address!r} is not HOST:PORT (for example 10.0.0.1:6379), nor 'auto'")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            conn.sendall(_H2_PREFACE)
+            header = _read_exactly(conn, 9)
     except OSError as err:
+        if isinstance(err, TimeoutError) or "timed out" in str(err):
+            header = b""
+        else:
+            raise UsageError(
+                f"cannot reach the Ray cluster at {address}: {err}; is 'ray start --head' running there?"
+            ) from None
+    if len(header) < 9 or header[3] != _SETTINGS:
         raise UsageError(
-            f"cannot reach the Ray cluster at {address}: {err}; is 'ray start --head' running there?"
-        ) from None
+            f"something answers at {address}, but it is not a Ray cluster's head (no gRPC answer within {timeout:g} s); "
+            "give the address 'ray start --head' prints (port 6379 by default)"
+        )
+
+
+def _read_exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def _describe(ray: Any, address: str | None, temp_dir: Path | None) -> RayCluster:

@@ -15,16 +15,24 @@ then starts a fresh Tune experiment that asks for what is missing. Finished cand
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
 from nas.core.errors import UsageError
-from nas.search.session import SearchSummary, finish_search, search_session, show_progress, with_overrides
-from nas.search.study import count_candidates, make_optuna_sampler, recover_interrupted
+from nas.search.recovery import recover_interrupted
+from nas.search.session import (
+    SearchSession,
+    SearchSummary,
+    finish_search,
+    search_session,
+    show_progress,
+    with_overrides,
+)
+from nas.search.study import count_candidates, make_optuna_sampler, take_worker_ticket
 
 if TYPE_CHECKING:
-    import optuna
-
     from nas.core.config import RunConfig
     from nas.core.run_dir import RunDir
     from nas.core.sections import SearchConfig
@@ -52,7 +60,8 @@ def run_ray_search(
     address = address or search.ray_address
     run.require_supernet()
     start = time.perf_counter()
-    with search_session(run, search) as (study, recovered):
+    with search_session(run, search) as session:
+        study = session.study
         complete, _ = count_candidates(study)
         bar = tqdm(
             total=search.trials,
@@ -64,14 +73,25 @@ def run_ray_search(
         )
         try:
             if complete < search.trials:
-                # A sampler seeded by the study's length: a resumed search does not replay the proposals of the first.
-                study.sampler = make_optuna_sampler(search, search.seed + len(study.get_trials(deepcopy=False)))
-                _run_tune(run, cfg, search, study, address, bar)
+                # A sampler seeded by a ticket no other worker got: a resumed search, or another machine on the same
+                # study, does not replay the proposals of the first.
+                with session.mutex.hold():
+                    ticket = take_worker_ticket(study)
+                study.sampler = make_optuna_sampler(search, search.seed + 1000 * ticket)
+                _run_tune(run, cfg, search, session, address, bar)
         finally:
             bar.close()
-            recover_interrupted(study)  # candidates of an interrupted search: FAIL and re-enqueued, as a rerun would
+            with session.mutex.hold():
+                # Candidates of an interrupted search: FAIL and re-enqueued, as a rerun would. Only this driver's:
+                # other machines may share an RDB study.
+                recover_interrupted(study, worker_prefix=None if search.storage is None else _driver_name())
     ray_search = search.model_copy(update={"engine": "ray"})
-    return finish_search(run, study, ray_search, time.perf_counter() - start, recovered, ray_address=address)
+    return finish_search(run, study, ray_search, time.perf_counter() - start, session.recovered, ray_address=address)
+
+
+def _driver_name() -> str:
+    """The prefix of the ``worker`` attribute of this driver's running trials (``ray:HOST:PID``)."""
+    return f"ray:{socket.gethostname()}:{os.getpid()}"
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -81,7 +101,7 @@ def _trial_dirname(trial: Any) -> str:
 
 
 def _run_tune(
-    run: RunDir, cfg: RunConfig, search: SearchConfig, study: optuna.Study, address: str | None, bar: Any
+    run: RunDir, cfg: RunConfig, search: SearchConfig, session: SearchSession, address: str | None, bar: Any
 ) -> None:
     from nas.core.config import make_space
     from nas.search.ray.cluster import ray_cluster, ray_dir
@@ -94,8 +114,10 @@ def _run_tune(
     ) as cluster:
         from ray import tune
 
+        from nas.search.locks import RWFileLock
         from nas.search.ray.searcher import RetryReporter, StudySearcher
         from nas.search.ray.trainable import CandidateTrainable, make_payload
+        from nas.search.screening import latency_screen
 
         if cluster.cpus < 1:
             raise UsageError(f"the Ray cluster at {address} has no CPU to run a trial on")
@@ -115,12 +137,15 @@ def _run_tune(
         # Ray hides GPUs from an actor that did not ask for one: a CUDA search asks for one GPU per trial.
         resources: dict[str, float] = {"cpu": 1.0, "gpu": 1.0} if search.device == "cuda" else {"cpu": 1.0}
         trainable = tune.with_resources(tune.with_parameters(CandidateTrainable, payload=payload), resources)
+        study = session.study
         searcher = StudySearcher(
-            run,
             study,
+            session.mutex,
             space,
             search,
             search.trials,
+            worker=_driver_name(),
+            screen=latency_screen(run, search, space, RWFileLock(run.lock_path("timing"))),
             max_errors=3 * search.workers,
             on_told=lambda: show_progress(bar, study),
         )
@@ -143,7 +168,10 @@ def _run_tune(
                 verbose=0,
             ),
         )
-        tuner.fit()
+        try:
+            tuner.fit()
+        finally:
+            searcher.stop_heartbeats()
         if searcher.errors and searcher.stopped_early:
             raise RuntimeError(
                 f"{len(searcher.errors)} Ray trials failed even after {search.max_failures} retries each; "

@@ -1,9 +1,11 @@
 """The Tune searcher of engine `ray`: the run's Optuna study, asked and told in the driver.
 
 Ray's stock ``OptunaSearch`` keeps its own study, drops user attributes and cannot constrain on measured
-values. This searcher asks the run's study through ``nas.search.engine.ask_candidate`` (under the run's ask
-lock, skipping duplicate proposals) and tells it through ``tell_candidate`` / ``fail_candidate``, so the
-study of a Ray search holds the same records, constraints and values as one of engine optuna.
+values. This searcher asks the run's study through ``nas.search.study.ask_candidate`` (under the study's ask
+mutex, skipping duplicate proposals, retrying trials whose heartbeat stopped, screening proposals with the
+latency table like engine optuna) and tells it through ``tell_candidate`` / ``fail_candidate``, so the
+study of a Ray search holds the same records, constraints and values as one of engine optuna. On an RDB
+storage the driver holds a heartbeat for each trial in flight, so machines sharing the study see it alive.
 
 While a Tune trial is retried after its worker died, its Optuna trial stays RUNNING; it is told only when
 Tune gives the trial up (``on_trial_complete``). The searcher's state is the study: it saves nothing for
@@ -12,21 +14,24 @@ Tune (a rerun starts a fresh Tune experiment that asks the study for what is mis
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
-from nas.search.locks import exclusive_lock
 from nas.search.ray.trainable import ARCH_KEY, TRIAL_KEY
-from nas.search.study import METRIC_ATTRS, ask_candidate, count_candidates, fail_candidate, tell_candidate
+from nas.search.recovery import retry_stale_trials
+from nas.search.storage import TrialHeartbeat
+from nas.search.study import METRIC_ATTRS, WAIT, ask_candidate, count_candidates, fail_candidate, tell_candidate
 
 if TYPE_CHECKING:
     import optuna
 
-    from nas.core.run_dir import RunDir
     from nas.core.sections import SearchConfig
+    from nas.search.mutex import StudyMutex
+    from nas.search.screening import LatencyScreen
     from search_spaces import SearchSpace
 
 __all__ = ["RetryReporter", "StudySearcher"]
@@ -41,17 +46,22 @@ class StudySearcher(Searcher):
 
     def __init__(
         self,
-        run: RunDir,
         study: optuna.Study,
+        mutex: StudyMutex,
         space: SearchSpace,
         search: SearchConfig,
         target: int,
         *,
+        worker: str,
         max_errors: int,
+        screen: LatencyScreen | None = None,
         on_told: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
-        self._run = run
+        self._mutex = mutex
+        self._worker = worker
+        self._screen = screen
+        self._heartbeats: dict[str, TrialHeartbeat] = {}
         self._study = study
         self._space = space
         self._search = search
@@ -74,14 +84,27 @@ class StudySearcher(Searcher):
         if self._exhausted or len(self.errors) > self._max_errors or self._complete + len(self._live) >= self._target:
             return None if self._live else Searcher.FINISHED
         while True:
-            with exclusive_lock(self._run.lock_path("ask")):
-                asked = ask_candidate(self._study, self._space, self._target, f"ray:{trial_id}")
-            if asked is None:  # the sampler keeps proposing what is done (the only other reason is counted above)
+            with self._mutex.hold():
+                retry_stale_trials(self._study)
+                asked = ask_candidate(self._study, self._space, self._target, f"{self._worker}:{trial_id}")
+            if asked is None:  # complete, or the sampler keeps proposing what is done or too slow
                 self._exhausted = True
+                self._complete = count_candidates(self._study)[0]
                 return None if self._live else Searcher.FINISHED
+            if asked is WAIT:  # what is missing runs elsewhere (another machine): Tune asks again later
+                time.sleep(0.5)
+                return None
+            assert isinstance(asked, tuple)
             trial, arch = asked
-            if arch is not None:
-                break
+            if arch is None:
+                continue  # a duplicate, told PRUNED
+            heartbeat = TrialHeartbeat(self._study._storage, trial._trial_id)
+            heartbeat.start()
+            if self._screen is not None and self._screen.skip(self._study, trial, arch):
+                heartbeat.stop()
+                continue
+            break
+        self._heartbeats[trial_id] = heartbeat
         self._live[trial_id] = trial
         return {ARCH_KEY: arch.to_json(), TRIAL_KEY: trial.number}
 
@@ -97,6 +120,23 @@ class StudySearcher(Searcher):
         trial = self._live.pop(trial_id, None)
         if trial is None:
             return
+        heartbeat = self._heartbeats.pop(trial_id, None)
+        try:
+            self._tell(trial_id, trial, result, error)
+        finally:
+            if heartbeat is not None:
+                heartbeat.stop()
+        self._complete = count_candidates(self._study)[0]
+        if self._on_told is not None:
+            self._on_told()
+
+    def stop_heartbeats(self) -> None:
+        """Stop beating for the trials still in flight (the driver is leaving: they are recovered)."""
+        for heartbeat in self._heartbeats.values():
+            heartbeat.stop()
+        self._heartbeats.clear()
+
+    def _tell(self, trial_id: str, trial: optuna.Trial, result: dict[str, Any] | None, error: bool) -> None:
         trial.set_user_attr("ray_trial", trial_id)
         trial.set_user_attr("ray_retries", self._retries.pop(trial_id, 0))
         if result and "worker" in result:
@@ -112,9 +152,6 @@ class StudySearcher(Searcher):
             fail_candidate(self._study, trial, f"the trial reported no {missing}")
         else:
             tell_candidate(self._study, trial, result, self._search)
-        self._complete = count_candidates(self._study)[0]
-        if self._on_told is not None:
-            self._on_told()
 
     def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
         """Nothing to save: the Optuna storage is the searcher's state."""
