@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from nas.cli import finetune_cmd, rank_cmd
 from nas.core.errors import UsageError
 
 __all__ = ["build_parser", "main"]
@@ -227,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--best", action="store_true", help="the best candidate under the report budgets (default)")
     p.add_argument("--out", help="the .onnx file (default: DIR/export/trial<N>.onnx)")
     p.set_defaults(func=_cmd_export)
+    rank_cmd.register(sub, _positive_int)
+    finetune_cmd.register(sub, _positive_int)
     return parser
 
 
@@ -234,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    if args.command in ("run", "search"):
+    if args.command in ("run", "search", "rank", "finetune"):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are shown by our progress bar

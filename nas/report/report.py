@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from nas.core.metrics import COST_METRICS
 from nas.report.markup import Block, Bullets, Code, Heading, Image, Para, Table, render_html, render_markdown
 from nas.report.plots import ParetoPlot, plot_pareto
+from nas.report.ranking import trust_sections
 from nas.report.sections import RUN_INFO_KEYS, export_section, library_versions, profile_section, run_section
 from nas.report.selection import (
     BUDGET_OPTIONS,
@@ -389,6 +390,7 @@ def write_report(
     blocks += plot_blocks
     blocks += _top_table(pool, checked)
     blocks += _failed_section(records)
+    blocks += trust_sections(out_dir)
     profile = run_info.get("winner_profile")
     if isinstance(profile, Mapping) and profile:
         blocks += profile_section(profile, winner.arch_id if winner is not None else None)
