@@ -18,7 +18,7 @@ def test_the_same_seed_gives_the_same_images_and_another_seed_others() -> None:
     assert a.shape == (60, 1, 16, 16) and a.dtype == np.float32
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert np.bincount(labels).tolist() == [6] * 10
-    assert 0.0 <= a.min() and a.max() <= 1.0
+    assert a.min() >= 0.0 and a.max() <= 1.0
 
 
 def test_more_samples_per_class_keep_the_first_ones() -> None:
