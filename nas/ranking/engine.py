@@ -2,7 +2,8 @@
 
 Each worker process loads the data once, then claims a task (architecture, seed), trains the architecture from
 scratch with the standalone :class:`~nas.finetune.Recipe` (checkpoint every epoch in ``RUN/ranking/``), scores it
-on the validation split and tells the trial. ``cores // workers`` torch threads each, as in the search. An
+on the validation split and tells the trial. Each worker uses the run's ``supernet.threads`` torch threads
+(default 1), at most ``cores // workers``. An
 interrupted command (Ctrl-C, kill -9) loses at most the epoch in progress: rerun it.
 """
 
@@ -39,14 +40,18 @@ from nas.search.records import run_records
 from profilers import child_thread_environment, configure_worker_threads, torch_threads
 
 if TYPE_CHECKING:
+    import optuna
+
+    from nas.core.data import DataBundle
     from nas.core.run_dir import RunDir
+    from search_spaces import SearchSpace
 
 __all__ = ["rank_run", "train_task"]
 
 _INIT_SEED = 10_007  # initial weights of seed s: torch.manual_seed(_INIT_SEED + s), the same for every architecture
 
 
-def train_task(run: RunDir, task: Task, data: Any, space: Any, batch_size: int) -> dict[str, Any]:
+def train_task(run: RunDir, task: Task, data: DataBundle, space: SearchSpace, batch_size: int) -> dict[str, Any]:
     """Train one task's architecture from scratch and score it on the validation split."""
     from search_spaces import Architecture
     from supernet import top1_accuracy
@@ -98,8 +103,14 @@ def _task_from_dict(data: dict[str, Any]) -> Task:
     return Task(RankedArch(**data["arch"]), int(data["seed"]), int(data["epochs"]))
 
 
-def _run_workers(run: RunDir, tasks: list[Task], workers: int, study: Any) -> None:
-    threads = default_threads_per_worker(workers)
+def _run_workers(run: RunDir, tasks: list[Task], workers: int, study: optuna.Study, threads: int | None) -> None:
+    """Run the tasks in ``workers`` processes (inline for one) of ``threads`` torch threads each.
+
+    ``threads`` is the run's ``supernet.threads`` (default 1: small convolutions gain nothing from more, and
+    oversubscribed cores slow them down many times), capped at ``cores // workers``; None: ``cores // workers``.
+    """
+    fair = default_threads_per_worker(workers)
+    threads = fair if threads is None else min(threads, fair)
     if workers == 1:
         with torch_threads(threads):
             _worker_loop(run, tasks, f"{socket.gethostname()}:{os.getpid()}")
@@ -179,7 +190,7 @@ def rank_run(
         tasks = [Task(a, s, epochs) for s in range(seeds) for a in ranked]
         study = open_ranking_study(run, cfg.search)
         recover_running(study)
-        _run_workers(run, tasks, workers, study)
+        _run_workers(run, tasks, workers, study, cfg.supernet.threads)
         result = analyse(ranked, finished_accuracies(study), seeds, epochs)
     seconds = time.perf_counter() - start
     result.update(workers=workers, seconds=seconds, data=cfg.data.dataset, space=cfg.space.name,

@@ -25,7 +25,7 @@ import pytest
 import torch
 from scipy.stats import kendalltau
 
-pytestmark = pytest.mark.benchmark
+pytestmark = [pytest.mark.benchmark, pytest.mark.timeout(3 * 3600)]  # minutes of training on a busy machine
 
 RESULTS = Path(__file__).resolve().parents[2] / "results" / "benchmarks"
 ARCHS, SEEDS, EPOCHS, TRAIN_LIMIT = 8, 2, 6, 2500

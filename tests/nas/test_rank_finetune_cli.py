@@ -14,6 +14,8 @@ from nas.cli.main import main
 from nas.core.run_dir import RunDir
 from nas.ranking.trials import open_ranking_study
 
+pytestmark = pytest.mark.timeout(1200)  # a searched run first: slow on a shared machine
+
 
 @pytest.fixture(scope="module")
 def searched_run(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
