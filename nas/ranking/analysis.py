@@ -51,6 +51,11 @@ def analyse(archs: list[RankedArch], accuracies: dict[str, float], seeds: int, e
     order = np.argsort(-np.asarray(standalone), kind="stable")
     winner_rank = next((int(np.where(order == i)[0][0]) + 1 for i, r in enumerate(rows) if r["winner"]), None)
     label, reason = verdict(with_bn["kendall_tau"], ceiling)
+    if max(standalone) == min(standalone):
+        label, reason = "unknown", (
+            f"standalone training does not separate these architectures at all (all {100 * standalone[0]:.1f} %): "
+            "train longer (--epochs) or use a harder task, then rank again."
+        )
     out.update(
         kendall_tau=with_bn["kendall_tau"].to_dict(),
         spearman_rho=with_bn["spearman_rho"].to_dict(),

@@ -78,7 +78,7 @@ def ranking_section(out_dir: Path, ranking: Mapping[str, Any] | None) -> list[Bl
     blocks.append(Para(f"Verdict: {str(ranking.get('verdict', 'unknown')).upper()}. {ranking.get('reason', '')}"))
     items = [
         f"{len(rows)} of {ranking.get('planned_archs', len(rows))} architectures spread over the supernet's accuracy "
-        f"range, each trained from scratch with {ranking.get('seeds')} seed(s) for {ranking.get('epochs')} epochs "
+        f"range, each trained from scratch with {ranking.get('seeds')} seed(s) for {ranking.get('epochs')} epoch(s) "
         "and scored on the validation split; intervals: 95 % bootstrap over architectures.",
         f"Kendall tau, supernet vs standalone: {_corr(ranking.get('kendall_tau'))}; Spearman rho: "
         f"{_corr(ranking.get('spearman_rho'))}.",

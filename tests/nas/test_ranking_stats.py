@@ -80,3 +80,9 @@ def test_analyse_uses_only_finished_architectures() -> None:
     assert len(result["archs"]) == 3 and result["complete"] is False
     assert result["kendall_tau"]["value"] == pytest.approx(1.0) and result["winner_standalone_rank"] == 1
     assert result["seed_ceiling"]["value"] == pytest.approx(1.0)
+
+
+def test_standalone_accuracies_that_do_not_separate_give_no_verdict() -> None:
+    archs = [RankedArch(t, f"a{t}", {}, 0.5 + t / 10, 0.4, False) for t in range(4)]
+    result = analyse(archs, {task_key(f"a{t}", 0, 1): 0.1 for t in range(4)}, seeds=1, epochs=1)
+    assert result["verdict"] == "unknown" and "does not separate" in result["reason"]
