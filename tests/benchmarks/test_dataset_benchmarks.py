@@ -94,6 +94,7 @@ def test_strokes_separates_random_architectures_beyond_seed_noise() -> None:
                     "load_average_1min": os.getloadavg()[0]},
     }
     (RESULTS / "dataset_ranking.json").write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS / "dataset_ranking.partial.json").unlink(missing_ok=True)
     strokes = figures["strokes"]
     assert strokes["spread_points"] >= 3.0, strokes
     assert strokes["seed_tau"] >= 0.6, strokes
