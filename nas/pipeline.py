@@ -67,6 +67,7 @@ _RESUME_FREE = {
     "search.ray_dashboard",
     "search.max_failures",
     "report.budgets",
+    "ranking",  # the quick ranking check reads the search's results, it changes none of them
 }
 
 
@@ -213,9 +214,9 @@ def run_all(cfg: RunConfig, out: Path, *, progress: bool = True, fresh: bool = F
 
     run = prepare_run(cfg, out, fresh=fresh)
     start = time.perf_counter()
-    print(f"[1/4] supernet training -> {run.supernet_dir}")
+    print(f"[1/5] supernet training -> {run.supernet_dir}")
     train_run(run, progress=progress)
-    print(f"[2/4] search ({cfg.search.sampler}, {cfg.search.trials} candidates, {cfg.search.workers} worker(s))")
+    print(f"[2/5] search ({cfg.search.sampler}, {cfg.search.trials} candidates, {cfg.search.workers} worker(s))")
     if cfg.search.engine == "ray":
         from nas.search.ray.engine import run_ray_search
 
@@ -227,14 +228,23 @@ def run_all(cfg: RunConfig, out: Path, *, progress: bool = True, fresh: bool = F
         raise IncompleteError(
             f"the search ended with {summary.complete} of {summary.target} candidates complete; rerun to resume"
         )
-    print("[3/4] export of the winner")
+    print("[3/5] export of the winner")
     winner = pick_candidate(run_records(run), None, dict(cfg.report.budgets))
     exported = find_export(run, winner)
     if exported is not None:
         print(f"      trial {winner.trial} was exported before from this supernet: {exported['onnx']}")
     else:
         exported = export_run(run, trial=winner.trial)
-    print("[4/4] report")
+    quick = cfg.ranking
+    if quick.quick_check:
+        from nas.ranking import rank_run
+
+        print(f"[4/5] quick ranking check ({quick.archs} architectures, {quick.seeds} seed(s), {quick.epochs} epochs)")
+        check = rank_run(run, archs=quick.archs, seeds=quick.seeds, epochs=quick.epochs, keep_fuller=True)
+        print(f"      verdict: {check['verdict']}: {check['reason']}")
+    else:
+        print("[4/5] quick ranking check: off (ranking.quick_check); 'nas rank' runs the full one")
+    print("[5/5] report")
     report = report_run(run)
     run.update_info(timings={"run_last_s": time.perf_counter() - start})
     return {"report": str(report), "html": str(report.with_suffix(".html")), "onnx": exported["onnx"]}

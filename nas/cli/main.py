@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import nas
-from nas.cli import run_cmds
+from nas.cli import finetune_cmd, rank_cmd, run_cmds
 from nas.cli.args import Parser, add_budget_flags, positive_int
 from nas.core.errors import IncompleteError, UsageError
 
@@ -140,8 +140,17 @@ def _add_config(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_cmds.cmd_config)
 
 
+def _add_rank(sub: argparse._SubParsersAction) -> None:
+    rank_cmd.register(sub, positive_int)
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    finetune_cmd.register(sub, positive_int)
+
+
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_spaces, _add_profile, _add_run, _add_train, _add_search, _add_report, _add_export, _add_config,
+    _add_spaces, _add_profile, _add_run, _add_train, _add_search, _add_report, _add_export, _add_rank,
+    _add_finetune, _add_config,
 )
 
 
@@ -196,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    if args.command in ("run", "search"):
+    if args.command in ("run", "search", "rank", "finetune"):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are shown by our progress bar

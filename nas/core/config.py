@@ -41,8 +41,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nas.core.data import DataBundle, dataset_facts, load_dataset
+from nas.core.data.datasets import BUILT_IN
 from nas.core.errors import UsageError, clip
-from nas.core.sections import ReportConfig, SearchConfig
+from nas.core.sections import RankingConfig, ReportConfig, SearchConfig
 from nas.core.yaml_input import read_yaml
 from search_spaces import get_space, list_spaces
 from search_spaces.validation import did_you_mean, format_validation_error, model_class
@@ -89,7 +90,7 @@ class DataConfig(Section):
 
     merge_key: ClassVar[str | None] = "dataset"
 
-    dataset: Literal["digits", "cifar10", "image_folder"] = "digits"
+    dataset: Literal["digits", "strokes", "cifar10", "image_folder"] = "digits"
     root: str | None = None  # a directory; required by cifar10 and image_folder, refused by digits
     input_size: int | None = Field(default=None, ge=1)  # None: the data set's native size
     val_fraction: float = Field(default=0.15, gt=0.0, lt=1.0)
@@ -101,9 +102,9 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
-        if self.dataset == "digits" and self.root is not None:
-            raise ValueError(f"root: dataset 'digits' is built in and takes no root (got {self.root!r})")
-        if self.dataset != "digits" and not self.root:
+        if self.dataset in BUILT_IN and self.root is not None:
+            raise ValueError(f"root: dataset {self.dataset!r} is built in and takes no root (got {self.root!r})")
+        if self.dataset not in BUILT_IN and not self.root:
             raise ValueError(f"root: dataset {self.dataset!r} needs a root directory")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError(
@@ -181,6 +182,7 @@ class RunConfig(Section):
     supernet: TrainConfig = Field(default_factory=TrainConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    ranking: RankingConfig = Field(default_factory=RankingConfig)
 
     @field_validator("name")
     @classmethod
@@ -258,11 +260,20 @@ def config_from_mapping(
 
 
 def load_config(path: str | os.PathLike[str], base: RunConfig | None = None) -> RunConfig:
-    """Read a YAML file and merge it over ``base`` (the built-in default when None)."""
+    """Read a YAML file and merge it over ``base`` (the built-in default when None).
+
+    ``path`` may also be the name of a built-in configuration (:mod:`nas.core.builtin_configs`, e.g. ``strokes``)
+    when no file of that name exists.
+    """
+    from nas.core.builtin_configs import BUILTIN_CONFIGS
+
     file = Path(path)
     shown = clip(str(file))
+    if not file.is_file() and str(path) in BUILTIN_CONFIGS:  # a built-in named configuration
+        return merge_config(default_config() if base is None else base, BUILTIN_CONFIGS[str(path)], source=str(path))
     if not file.is_file():
-        raise ConfigError(f"config file {shown} does not exist (or is not a file)")
+        named = ", ".join(BUILTIN_CONFIGS)
+        raise ConfigError(f"config file {shown} does not exist (or is not a file); built-in names: {named}")
     try:
         raw = read_yaml(file)
     except ValueError as err:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from nas.core.metrics import COST_METRICS
 
-__all__ = ["ReportConfig", "SearchConfig", "default_threads_per_worker"]
+__all__ = ["RankingConfig", "ReportConfig", "SearchConfig", "default_threads_per_worker"]
 
 
 def default_threads_per_worker(workers: int) -> int:
@@ -116,3 +116,18 @@ class ReportConfig(BaseModel):
     @classmethod
     def _budgets(cls, value: dict[str, float]) -> dict[str, float]:
         return SearchConfig._budgets(value)
+
+
+class RankingConfig(BaseModel):
+    """The quick ranking check that ends ``nas run`` (``nas rank`` with these settings; see nas.ranking).
+
+    A few architectures, one seed, few epochs: it bounds what the supernet's order can be trusted for, with a
+    wide interval. ``quick_check: false`` leaves it out (the report then says how to run the full check).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quick_check: bool = True
+    archs: int = Field(4, ge=2)
+    seeds: int = Field(1, ge=1)
+    epochs: int = Field(3, ge=1)

@@ -41,6 +41,7 @@ from nas.report.markup import (
     render_markdown,
 )
 from nas.report.plots import ParetoPlot, plot_pareto
+from nas.report.ranking import trust_sections
 from nas.report.sections import (
     RUN_INFO_KEYS,
     deploy_lines,
@@ -308,6 +309,7 @@ def write_report(
     described = winner or best
     if isinstance(profile, Mapping) and profile:
         blocks += profile_section(profile, described.arch_id if described is not None else None, run_info.get("latency_table"))
+    blocks += trust_sections(out_dir)  # "Can this ranking be trusted?" and the fine-tuned winner, when run
     blocks += _summary(records, pool, run_info)
     plot_blocks, plots, skipped = _plot_sections(out_dir, pool, checked, winner)
     blocks += plot_blocks

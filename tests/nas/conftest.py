@@ -12,6 +12,7 @@ TINY_CONFIG = {
     "data": {"train_limit": 320, "val_limit": 120},
     "supernet": {"epochs": 1, "batch_size": 32, "warmup_epochs": 0.0, "bn_batches": 4, "threads": 1},
     "search": {"trials": 3, "latency_repeats": 5, "population_size": 4, "eval_batch_size": 128},
+    "ranking": {"archs": 3, "epochs": 1},
 }
 
 

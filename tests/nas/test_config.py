@@ -118,7 +118,7 @@ def test_unknown_key_names_its_path_the_allowed_keys_and_a_guess(tmp_path: Path)
         ("data:\n  val_fraction: 1e-3\n", "got '1e-3' (str), expected a number (YAML reads '1e-3' as a string"),
         (
             "data:\n  dataset: mnist\n",
-            "data.dataset: Input should be 'digits', 'cifar10' or 'image_folder'; got 'mnist'",
+            "data.dataset: Input should be 'digits', 'strokes', 'cifar10' or 'image_folder'; got 'mnist'",
         ),
         (
             "data: 5\n",
@@ -168,7 +168,7 @@ def test_file_problems_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(
         ValueError,
         match=r"config file '.*list\.yaml' must hold a mapping of sections "
-        r"\(name, seed, data, space, supernet, search, report\), got list",
+        r"\(name, seed, data, space, supernet, search, report, ranking\), got list",
     ):
         load_config(_yaml(tmp_path, "- data\n- space\n", "list.yaml"))
     with pytest.raises(ConfigError, match="must be a mapping of sections, got str"):

@@ -107,7 +107,7 @@ def test_stratified_split_is_a_partition() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"dataset": "mnist"}, "unknown dataset 'mnist'; allowed: digits, cifar10, image_folder"),
+        ({"dataset": "mnist"}, "unknown dataset 'mnist'; allowed: digits, strokes, cifar10, image_folder"),
         ({"root": "/tmp"}, "takes no root"),
         ({"val_fraction": 0.0}, "val_fraction must be a number strictly between 0 and 1"),
         ({"val_fraction": 0.5, "test_fraction": 0.5}, "must be below 1"),
@@ -119,7 +119,7 @@ def test_stratified_split_is_a_partition() -> None:
 def test_bad_arguments_are_value_errors(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         load_dataset(**kwargs)  # type: ignore[arg-type]
-    assert set(DATASETS) == {"digits", "cifar10", "image_folder"}
+    assert set(DATASETS) == {"digits", "strokes", "cifar10", "image_folder"}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ def test_run_writes_report_onnx_and_records(finished_run: Path) -> None:
     assert exported.with_suffix(".arch.json").is_file() and exported.with_suffix(".state_dict.pt").is_file()
     report = (run / "report.md").read_text()
     assert "latency" in report.lower() and info["export"]["arch_id"] in report
+    quick = json.loads((run / "ranking.json").read_text())  # the quick ranking check that ends `nas run`
+    assert quick["seeds"] == 1 and len(quick["archs"]) == 3 and "Can this ranking be trusted?" in report
 
 
 def test_rerun_resumes_instead_of_starting_over(finished_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
