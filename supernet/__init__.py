@@ -11,7 +11,7 @@ from supernet.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_supernet,
 from supernet.config import TrainConfig
 from supernet.data import make_loader
 from supernet.samplers import BudgetSampler, FairSampler, PathSampler, UniformSampler
-from supernet.scoring import SubnetScore, recalibrated_subnet, score_subnet, top1_accuracy
+from supernet.scoring import SubnetScore, correct_predictions, recalibrated_subnet, score_subnet, top1_accuracy
 from supernet.shufflenet import ShuffleNetSupernet
 from supernet.train import NonFiniteLossError, TrainResult, make_path_sampler, train_supernet
 
@@ -36,6 +36,7 @@ __all__ = [
     "recalibrate_bn",
     "recalibrated_subnet",
     "save_checkpoint",
+    "correct_predictions",
     "score_subnet",
     "supported_spaces",
     "top1_accuracy",

@@ -20,6 +20,7 @@ from nas.core.metrics import COST_METRICS
 from nas.report.markup import Block, Bullets, Code, Heading, Image, Para, Table, render_html, render_markdown
 from nas.report.plots import ParetoPlot, plot_pareto
 from nas.report.sections import RUN_INFO_KEYS, export_section, library_versions, profile_section, run_section
+from nas.report.uncertainty import accuracy_text, uncertainty_sections
 from nas.report.selection import (
     BUDGET_OPTIONS,
     by_accuracy,
@@ -108,7 +109,8 @@ def fmt_metric(metric: str, value: float) -> str:
 
 
 def _budget_text(metric: str, bound: float) -> str:
-    return f"{metric} ≤ {fmt_metric(metric, bound)}"
+    origin = bound.describe() if hasattr(bound, "describe") else ""
+    return f"{metric} ≤ {fmt_metric(metric, bound)}" + (f" ({origin})" if origin else "")
 
 
 def _who(record: CandidateRecord) -> str:
@@ -131,7 +133,7 @@ def _metrics_table(record: CandidateRecord) -> Table:
     rows = [
         ("trial", str(record.trial)),
         ("arch_id", record.arch_id),
-        ("accuracy (validation)", fmt_metric("accuracy", record.accuracy)),
+        ("accuracy (validation)", accuracy_text(record)),
         ("latency_ms (median)", latency),
         ("energy_mj", energy),
         ("memory_access_bytes", fmt_metric("memory_access_bytes", float(record.memory_access_bytes))),
@@ -353,16 +355,15 @@ def write_report(
     out_dir: Path,
     records: list[CandidateRecord],
     *,
-    budgets: dict[str, float],
+    budgets: Mapping[str, Any],
     run_info: dict[str, Any],
 ) -> ReportPaths:
     """Write ``report.md``, ``report.html`` and the Pareto plots of ``records`` into ``out_dir``.
 
-    ``budgets`` are in record units (see :func:`parse_budgets`). ``run_info`` keys, all optional: ``config``,
+    ``budgets`` are in record units (see :func:`parse_budgets`); relative ones are resolved against ``records``. ``run_info`` keys, all optional: ``config``,
     ``device``, ``versions``, ``timings`` (seconds), ``winner_profile`` (with ``guidelines``: a list of dicts
     with ``guideline`` and ``message``), ``objectives``, ``engine``, ``sampler``; any other key is shown as JSON.
     """
-    checked = check_budgets(budgets)
     if not isinstance(run_info, Mapping):
         raise ValueError(
             f"run_info must be a mapping (keys: {', '.join(RUN_INFO_KEYS)}), got {type(run_info).__name__}"
@@ -370,6 +371,7 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pool = competing(records)
+    checked = check_budgets(budgets, pool)  # relative budgets resolved against the candidates
     best = select_best(pool, {})
 
     config = run_info.get("config")
@@ -388,6 +390,7 @@ def write_report(
     plot_blocks, plots, skipped = _plot_sections(out_dir, pool, checked, winner)
     blocks += plot_blocks
     blocks += _top_table(pool, checked)
+    blocks += uncertainty_sections(pool, checked, winner, run_info)
     blocks += _failed_section(records)
     profile = run_info.get("winner_profile")
     if isinstance(profile, Mapping) and profile:

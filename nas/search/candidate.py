@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from nas.core.data.datasets import DataBundle
     from nas.core.sections import SearchConfig
+    from profilers import LatencyResult, OnnxTimer
     from search_spaces import Architecture
     from supernet import Supernet, TrainConfig
 
@@ -54,16 +55,19 @@ class Evaluator:
     def evaluate(self, arch: Architecture) -> dict[str, Any]:
         """Every metric of one candidate, as the fields of a CandidateRecord.
 
-        Scoring and counting hold the run's timing lock shared; latency and energy measurement hold it
-        exclusively, so other workers of the run pause only while a candidate is timed.
+        Scoring, counting and (ONNX Runtime) the export for timing hold the run's timing lock shared; latency
+        and energy measurement hold it exclusively, so other workers of the run pause only while a candidate is
+        timed.
         """
-        from profilers import count_all, energy_per_inference, measure_latency
+        from nas.core.stats import encode_correct
+        from profilers import count_all, energy_per_inference
 
         cfg = self.search_cfg
         space = self.supernet.space
         start = time.perf_counter()
         shape = space.input_shape(1, arch)[1:]
         x = torch.zeros((cfg.latency_batch_size, *shape))
+        timer = None
         with self.lock.shared() if self.lock else contextlib.nullcontext():
             score = score_subnet(
                 self.supernet,
@@ -75,23 +79,18 @@ class Evaluator:
                 seed=cfg.seed,
                 eval_batch_size=cfg.eval_batch_size,
             )
-            model, accuracy = score.model, score.accuracy
-            assert model is not None
+            model, accuracy, correct = score.model, score.accuracy, score.correct
+            assert model is not None and correct is not None
             counts = count_all(model, x)
-        scored = time.perf_counter()
-        options: dict[str, Any] = {"repeats": cfg.latency_repeats} if cfg.latency_repeats else {}
+            scored = time.perf_counter()
+            if cfg.latency_backend == "onnxruntime":
+                timer = self._onnx_timer(model, shape)
+        prepared = time.perf_counter()
         # A noisy measurement is recorded (latency_spread), not printed once per candidate.
         with self.lock.exclusive() if self.lock else contextlib.nullcontext(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*noisy", category=RuntimeWarning)
-            lat = measure_latency(
-                model,
-                shape,
-                device=cfg.device,
-                backend=cfg.latency_backend,
-                batch_size=cfg.latency_batch_size,
-                threads=cfg.latency_threads,
-                **options,
-            )
+            lat = self._time(model, shape, timer)
+            timed = time.perf_counter()
             energy = None
             if cfg.energy:
                 on_device, x_dev = model.to(cfg.device), x.to(cfg.device)
@@ -115,8 +114,53 @@ class Evaluator:
             "latency_p90_ms": lat.p90_ms,
             "latency_backend": lat.backend,
             "latency_spread": lat.relative_spread,
+            "latency_quantiles": [float(q) for q in lat.quantiles_ms],
+            "latency_ci_low_ms": lat.ci_low_ms,
+            "latency_ci_high_ms": lat.ci_high_ms,
+            "val_images": int(correct.numel()),
+            "val_correct": encode_correct(correct.numpy()),
             "energy_mj": energy.value_mj if energy is not None else math.nan,
             "energy_source": energy.source if energy is not None else "",
             "seconds_score": scored - start,
+            "seconds_export": prepared - scored,
+            "seconds_timing": timed - prepared,
             "seconds_profile": done - scored,
         }
+
+    def _timing_options(self) -> dict[str, Any]:
+        cfg = self.search_cfg
+        options: dict[str, Any] = {"ci_target": cfg.latency_ci, "max_time_s": cfg.latency_max_time_s}
+        if cfg.latency_repeats:
+            options["repeats"] = cfg.latency_repeats
+        return options
+
+    def _onnx_timer(self, model: nn.Module, shape: tuple[int, ...]) -> OnnxTimer:
+        """The candidate exported for timing and its session (no quiet machine needed for this)."""
+        from profilers import onnx_timer
+
+        cfg = self.search_cfg
+        return onnx_timer(
+            model,
+            shape,
+            device=cfg.device,
+            batch_size=cfg.latency_batch_size,
+            threads=cfg.latency_threads,
+            exporter=cfg.latency_exporter,
+        )
+
+    def _time(self, model: nn.Module, shape: tuple[int, ...], timer: OnnxTimer | None) -> LatencyResult:
+        from profilers import measure_latency
+
+        cfg = self.search_cfg
+        if timer is not None:
+            return timer.time(self._timing_options())
+        return measure_latency(
+            model,
+            shape,
+            device=cfg.device,
+            backend=cfg.latency_backend,
+            batch_size=cfg.latency_batch_size,
+            threads=cfg.latency_threads,
+            exporter=cfg.latency_exporter,
+            **self._timing_options(),
+        )

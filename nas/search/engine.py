@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState
 
+from nas.core.budgets import resolve_budgets
 from nas.search.locks import RWFileLock, exclusive_lock
 from nas.search.session import SearchSummary, finish_search, search_session, show_progress, with_overrides
 from nas.search.study import (
@@ -70,7 +71,7 @@ class _Worker:
 
         if self.table is None:
             return False
-        budget = self.search.budgets["latency_ms"]
+        budget = float(resolve_budgets({"latency_ms": self.search.budgets["latency_ms"]})["latency_ms"])
         lock = self.evaluator.lock
         with lock.exclusive() if lock else contextlib.nullcontext():
             predicted = predict_latency(self.table, self.evaluator.supernet.space, arch)
