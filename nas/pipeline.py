@@ -117,7 +117,7 @@ def _cost_function(space: Any, metric: str) -> Any:
     return cost
 
 
-def report_run(run: RunDir, budgets: dict[str, float] | None = None) -> Path:
+def report_run(run: RunDir, budgets: dict[str, Any] | None = None) -> Path:
     """Write report.md/.html and the Pareto plots for the run's candidates."""
     from nas.report.report import library_versions, write_report
 

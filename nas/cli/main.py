@@ -72,6 +72,19 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _budget_arg(text: str) -> float | str:
+    """A budget on the command line: a non-negative number, or a relative one ('60%', '125% of fastest')."""
+    if "%" in text:
+        from nas.core.budgets import parse_budget
+
+        try:
+            parse_budget("latency_ms", text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err).replace("budget latency_ms: ", "")) from None
+        return text
+    return _non_negative_float(text)
+
+
 def _load_run_config(path: str | None) -> Any:
     from nas.core.config import default_config, load_config
 
@@ -215,9 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write report.md/.html with Pareto plots and the best candidate per budget")
     p.add_argument("--run", required=True, help="the run directory")
-    p.add_argument("--max-latency-ms", type=_non_negative_float)
-    p.add_argument("--max-energy-mj", type=_non_negative_float)
-    p.add_argument("--max-memory-access-mb", type=_non_negative_float)
+    relative = "; or relative: '60%%' of the most accurate candidate's, '125%% of fastest'"
+    p.add_argument("--max-latency-ms", type=_budget_arg, help="latency budget in ms" + relative)
+    p.add_argument("--max-energy-mj", type=_budget_arg, help="energy budget in mJ" + relative)
+    p.add_argument("--max-memory-access-mb", type=_budget_arg, help="memory access budget in MB" + relative)
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("export", help="export a candidate to ONNX, checked in ONNX Runtime")

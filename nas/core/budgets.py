@@ -4,9 +4,13 @@ Syntax (the ``budgets`` mapping of the ``search`` and ``report`` sections, metri
 
 - ``latency_ms: 1.1`` -- absolute, in the metric's unit. Met when the value (for latency: the median) is at most 1.1.
 - ``latency_ms: 60%`` -- relative (report budgets only): 60 % of the value of the *most accurate* candidate of the
-  run, resolved when the report is written. Ratios between networks carry over from one CPU to another far better
-  than absolute times, so a relative budget means the same thing on any machine, and the default uses one.
-  (The search cannot use one: the most accurate candidate is known only at the end.)
+  run, resolved when the report is written. ``latency_ms: 125% of fastest`` (``cheapest`` for any metric): 1.25x
+  the lowest value any candidate reached, which at least that candidate always meets. Ratios between networks
+  carry over from one CPU to another far better than absolute times, so a relative budget means the same thing
+  on any machine, and the default uses one (of the fastest, so that the first run always ends with a winner:
+  in the default run the most accurate candidate was also among the fastest, 0.87x its latency being the
+  fastest of all, so 60 % of it was met by nobody). The search cannot use relative budgets: the candidates they
+  refer to are known only at the end.
 - ``latency_ms: {max: 1.0, confidence: 0.95}`` (``max`` may be relative too, e.g. ``{max: 60%, confidence: 0.9}``)
   -- latency only: met when P(latency <= max) >= confidence, read from the candidate's timing quantiles
   (``profilers.timing``), i.e. when its ``confidence`` quantile is at most ``max``. Without a confidence a
@@ -29,6 +33,7 @@ from nas.core.metrics import COST_METRICS
 
 __all__ = [
     "CLOSE_CALL",
+    "REFERENCES",
     "Budget",
     "BudgetSpec",
     "budget_value",
@@ -43,7 +48,9 @@ __all__ = [
 # on the other side if measured again. See results/benchmarks/timing_repeatability.json.
 CLOSE_CALL = 0.05
 
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*(?:of\s+([a-z_]+)\s*)?$")
+# What a relative budget is a share of: the most accurate candidate's value, or the lowest value of any candidate.
+REFERENCES: dict[str, str] = {"most_accurate": "most_accurate", "cheapest": "cheapest", "fastest": "cheapest"}
 
 
 class _Record(Protocol):
@@ -57,10 +64,19 @@ class _Record(Protocol):
 class BudgetSpec:
     """A parsed budget before resolution: an absolute bound or a share, and an optional confidence."""
 
-    __slots__ = ("confidence", "metric", "share", "value")
+    __slots__ = ("confidence", "metric", "reference", "share", "text", "value")
 
-    def __init__(self, metric: str, value: float | None, share: float | None, confidence: float | None) -> None:
+    def __init__(
+        self,
+        metric: str,
+        value: float | None,
+        share: float | None,
+        confidence: float | None,
+        reference: str = "most_accurate",
+        text: str = "",
+    ) -> None:
         self.metric, self.value, self.share, self.confidence = metric, value, share, confidence
+        self.reference, self.text = reference, text
 
     @property
     def relative(self) -> bool:
@@ -68,7 +84,7 @@ class BudgetSpec:
 
     def raw(self) -> float | str | dict[str, Any]:
         """The budget as the configuration writes it."""
-        bound: float | str = f"{self.share * 100:g}%" if self.share is not None else float(self.value or 0.0)
+        bound: float | str = self.text if self.share is not None else float(self.value or 0.0)
         if self.confidence is None:
             return bound
         return {"max": bound, "confidence": self.confidence}
@@ -83,6 +99,7 @@ class Budget(float):
 
     metric: str
     share: float | None
+    reference: str
     confidence: float | None
     reference_trial: int | None
     reference_value: float
@@ -93,48 +110,65 @@ class Budget(float):
         metric: str = "",
         *,
         share: float | None = None,
+        reference: str = "most_accurate",
         confidence: float | None = None,
         reference_trial: int | None = None,
         reference_value: float = math.nan,
     ) -> Budget:
         obj = super().__new__(cls, bound)
-        obj.metric, obj.share, obj.confidence = metric, share, confidence
+        obj.metric, obj.share, obj.confidence, obj.reference = metric, share, confidence, reference
         obj.reference_trial, obj.reference_value = reference_trial, reference_value
         return obj
 
     def __reduce__(self) -> Any:
-        return (_rebuild, (float(self), self.metric, self.share, self.confidence, self.reference_trial, self.reference_value))
+        return (
+            _rebuild,
+            (float(self), self.metric, self.share, self.reference, self.confidence, self.reference_trial, self.reference_value),
+        )
 
     def describe(self) -> str:
         """Where the bound comes from and what meeting it means, for people (empty for a plain absolute bound)."""
         parts = []
         if self.share is not None:
             who = f"trial {self.reference_trial}" if self.reference_trial is not None else "none yet"
-            parts.append(f"{self.share:.0%} of the most accurate candidate's ({who})")
+            whose = "the most accurate candidate's" if self.reference == "most_accurate" else "the lowest of any candidate"
+            parts.append(f"{self.share:.0%} of {whose} ({who}, {self.reference_value:.4g})")
         if self.confidence is not None:
             parts.append(f"with {self.confidence:.0%} confidence")
         return ", ".join(parts)
 
 
-def _rebuild(bound: float, metric: str, share: float | None, confidence: float | None, trial: int | None, ref: float) -> Budget:
-    return Budget(bound, metric, share=share, confidence=confidence, reference_trial=trial, reference_value=ref)
+def _rebuild(
+    bound: float, metric: str, share: float | None, reference: str, confidence: float | None, trial: int | None, ref: float
+) -> Budget:
+    return Budget(
+        bound, metric, share=share, reference=reference, confidence=confidence, reference_trial=trial, reference_value=ref
+    )
 
 
-def _bound(metric: str, value: object, where: str) -> tuple[float | None, float | None]:
-    """(absolute value, share) of a budget's bound: a positive number or a percentage string."""
+def _bound(metric: str, value: object, where: str) -> tuple[float | None, float | None, str, str]:
+    """(absolute value, share, reference, text) of a budget's bound: a positive number or a percentage string."""
     if isinstance(value, str):
         match = _PERCENT.match(value)
         if not match:
             raise ValueError(
-                f"budget {metric}{where}: {value!r} is not a number or a percentage; write e.g. 1.1 or '60%'"
+                f"budget {metric}{where}: {value!r} is not a number or a percentage; write e.g. 1.1, '60%' or "
+                "'125% of fastest'"
             )
         share = float(match.group(1)) / 100.0
         if not 0 < share <= 10:
             raise ValueError(f"budget {metric}{where}: a relative budget must be above 0% and at most 1000%, got {value!r}")
-        return None, share
+        reference = REFERENCES.get(match.group(2) or "most_accurate")
+        if reference is None:
+            raise ValueError(
+                f"budget {metric}{where}: {value!r} is a share of an unknown reference {match.group(2)!r}; "
+                f"allowed: {', '.join(REFERENCES)}"
+            )
+        text = f"{match.group(1)}%" + (f" of {match.group(2)}" if match.group(2) else "")
+        return None, share, reference, text
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 0 or math.isnan(float(value)):
         raise ValueError(f"budget {metric}{where} must be a positive number or a percentage like '60%', got {value!r}")
-    return float(value), None
+    return float(value), None, "most_accurate", ""
 
 
 def parse_budget(metric: str, raw: object) -> BudgetSpec:
@@ -150,7 +184,7 @@ def parse_budget(metric: str, raw: object) -> BudgetSpec:
                 f"budget {metric}: a mapping takes 'max' (required) and 'confidence', got keys {sorted(raw)}; "
                 "e.g. {max: 1.0, confidence: 0.95}"
             )
-        value, share = _bound(metric, raw["max"], ".max")
+        value, share, reference, text = _bound(metric, raw["max"], ".max")
         confidence = raw.get("confidence")
         if confidence is not None:
             if metric != "latency_ms":
@@ -162,9 +196,9 @@ def parse_budget(metric: str, raw: object) -> BudgetSpec:
                     f"budget {metric}.confidence must be a probability in [0.5, 1), e.g. 0.95, got {confidence!r}"
                 )
             confidence = float(confidence)
-        return BudgetSpec(metric, value, share, confidence)
-    value, share = _bound(metric, raw, "")
-    return BudgetSpec(metric, value, share, None)
+        return BudgetSpec(metric, value, share, confidence, reference, text)
+    value, share, reference, text = _bound(metric, raw, "")
+    return BudgetSpec(metric, value, share, None, reference, text)
 
 
 def normalise_budgets(budgets: Mapping[str, Any], *, allow_relative: bool = True) -> dict[str, Any]:
@@ -196,13 +230,22 @@ def _most_accurate(records: Iterable[_Record]) -> _Record | None:
     return min(pool, key=key)
 
 
+def _cheapest(records: Iterable[_Record], metric: str) -> _Record | None:
+    known = [
+        r
+        for r in records
+        if r.status == "COMPLETE" and math.isfinite(r.accuracy) and math.isfinite(r.metrics().get(metric, math.nan))
+    ]
+    return min(known, key=lambda r: (r.metrics()[metric], -r.accuracy, r.trial)) if known else None
+
+
 def resolve_budgets(budgets: Mapping[str, Any], records: Iterable[_Record] = ()) -> dict[str, Budget]:
-    """Every budget as a :class:`Budget`: relative ones resolved against the most accurate of ``records``.
+    """Every budget as a :class:`Budget`: relative ones resolved against ``records``.
 
     A relative budget with no candidate to resolve it against, or whose reference value is unknown, is NaN:
     nobody meets it.
     """
-    reference = None
+    pool = list(records)
     resolved: dict[str, Budget] = {}
     for metric, raw in budgets.items():
         spec = parse_budget(metric, raw)
@@ -210,14 +253,14 @@ def resolve_budgets(budgets: Mapping[str, Any], records: Iterable[_Record] = ())
             assert spec.value is not None
             resolved[metric] = Budget(spec.value, metric, confidence=spec.confidence)
             continue
-        if reference is None:
-            reference = _most_accurate(list(records))
+        reference = _most_accurate(pool) if spec.reference == "most_accurate" else _cheapest(pool, metric)
         ref_value = reference.metrics().get(metric, math.nan) if reference is not None else math.nan
         bound = spec.share * ref_value if math.isfinite(ref_value) else math.nan
         resolved[metric] = Budget(
             bound,
             metric,
             share=spec.share,
+            reference=spec.reference,
             confidence=spec.confidence,
             reference_trial=reference.trial if reference is not None else None,
             reference_value=ref_value,

@@ -13,7 +13,7 @@ from nas.core.metrics import COST_METRICS
 __all__ = ["DEFAULT_REPORT_LATENCY", "ReportConfig", "SearchConfig", "default_threads_per_worker"]
 
 # The default report budget on latency: a share of the most accurate candidate's latency (see ReportConfig).
-DEFAULT_REPORT_LATENCY = "60%"
+DEFAULT_REPORT_LATENCY = "125% of fastest"
 
 
 def default_threads_per_worker(workers: int) -> int:
@@ -100,10 +100,11 @@ class SearchConfig(BaseModel):
 class ReportConfig(BaseModel):
     """What the report selects: the best candidate under each of these budgets (metric -> upper bound).
 
-    The built-in default is relative: latency at most 60 % of the most accurate candidate's (``nas.core.budgets``).
+    The built-in default is relative: latency at most 1.25x the fastest candidate's (``nas.core.budgets``).
     An absolute default (it was 1.1 ms) is met by a third of the candidates on one CPU and by none on another of
     the same kind; a share of what this run measured is met on any machine by the faster networks the search
-    found, so the first run ends with a winner. Absolute budgets (``latency_ms: 1.1``) and confidences
+    found (at least by the fastest), so the first run ends with a winner: the most accurate network within a
+    quarter of the fastest one's latency. Absolute budgets (``latency_ms: 1.1``) and confidences
     (``{max: 1.0, confidence: 0.95}``) are for when the device and its figures are known.
     """
 

@@ -20,7 +20,6 @@ from nas.core.metrics import COST_METRICS
 from nas.report.markup import Block, Bullets, Code, Heading, Image, Para, Table, render_html, render_markdown
 from nas.report.plots import ParetoPlot, plot_pareto
 from nas.report.sections import RUN_INFO_KEYS, export_section, library_versions, profile_section, run_section
-from nas.report.uncertainty import accuracy_text, uncertainty_sections
 from nas.report.selection import (
     BUDGET_OPTIONS,
     by_accuracy,
@@ -32,6 +31,7 @@ from nas.report.selection import (
     parse_budgets,
     select_best,
 )
+from nas.report.uncertainty import accuracy_text, uncertainty_sections
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
