@@ -216,6 +216,13 @@ def _print_human(result: dict[str, Any]) -> None:
             f"{lat['repeats']} runs, {lat['backend']} on {lat['device']}, {lat['threads']} threads, "
             f"batch {lat['batch_size']}, {lat['dtype']})"
         )
+        protocol = lat.get("protocol") or {}
+        if protocol and lat.get("ci_low_ms") is not None:
+            print(
+                f"                       95% CI of the median {lat['ci_low_ms']:.3f}-{lat['ci_high_ms']:.3f} "
+                f"(protocol {protocol.get('name')}, target +/-{100 * protocol.get('ci_target', 0):.1f}%, "
+                f"{'met' if protocol.get('converged') else 'not met within ' + str(protocol.get('max_time_s')) + ' s'})"
+            )
     energy = result.get("energy_mj")
     if energy:
         print(f"  energy_mj            {energy['value']:10.4f} (source: {energy['source']})")
