@@ -46,7 +46,7 @@ ARCHS = int(os.environ.get("LUT_ARCHS", "50"))
 TABLE_ARCHS = int(os.environ.get("LUT_TABLE_ARCHS", "32"))
 ROUNDS = int(os.environ.get("LUT_ROUNDS", "2"))
 SPACES = [s for s in os.environ.get("LUT_SPACES", "shufflenet,nasnet,efficientnet").split(",") if s]
-BACKENDS = [b for b in os.environ.get("LUT_BACKENDS", "eager,onnxruntime").split(",") if b]
+BACKENDS = [b for b in os.environ.get("LUT_BACKENDS", "onnxruntime,eager").split(",") if b]
 CALIBRATION = 8
 TARGETS = {"within_10pct": 0.95, "within_5pct": 0.80}
 
@@ -125,23 +125,26 @@ def _case(space_name: str, backend: str) -> dict[str, Any]:
 
 
 @pytest.mark.benchmark
-def test_lut_prediction_both_backends() -> None:
+@pytest.mark.timeout(0)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", SPACES)
+def test_lut_prediction(name: str, backend: str) -> None:
+    """One space and backend; the case is merged into results/benchmarks/lut_backends.json."""
     torch.set_num_threads(1)
-    cases = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        for backend in BACKENDS:
-            for name in SPACES:
-                case = _case(name, backend)
-                cases.append(case)
-                print(
-                    name,
-                    backend,
-                    {k: round(v, 3) for k, v in case["least_of_rounds"].items() if isinstance(v, float)},
-                    "load",
-                    case["load_average_1min"],
-                    flush=True,
-                )
+        case = _case(name, backend)
+    print(
+        name,
+        backend,
+        {k: round(v, 3) for k, v in case["least_of_rounds"].items() if isinstance(v, float)},
+        "load",
+        case["load_average_1min"],
+        flush=True,
+    )
+    path = RESULTS / "lut_backends.json"
+    previous = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    cases = [c for c in previous.get("cases", []) if (c["space"], c["backend"]) != (name, backend)]
     payload = {
         "benchmark": (
             "latency tables per space (small layouts) and backend: predicted vs measured end-to-end latency of "
@@ -155,9 +158,8 @@ def test_lut_prediction_both_backends() -> None:
         },
         "method": __doc__,
         "targets": TARGETS,
-        "cases": cases,
+        "cases": sorted([*cases, case], key=lambda c: (c["backend"], c["space"])),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "lut_backends.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    for case in cases:
-        assert case["fresh_archs"] == ARCHS and all(p > 0 for p in case["predicted_ms"])
+    path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    assert case["fresh_archs"] == ARCHS and all(p > 0 for p in case["predicted_ms"])

@@ -33,7 +33,7 @@ from nas.core.config import default_config, merge_config, write_config
 from nas.core.run_dir import RunDir
 from nas.pipeline import prepare_run, train_run
 
-pytestmark = pytest.mark.benchmark
+pytestmark = [pytest.mark.benchmark, pytest.mark.timeout(0)]
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results" / "benchmarks"
 PRESET = os.environ.get("NAS_BENCH_PRESET", "shufflenetv2-0.5x")
