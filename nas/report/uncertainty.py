@@ -230,12 +230,12 @@ def _close_calls(pool: Sequence[CandidateRecord], budgets: Mapping[str, float]) 
             value = budget_value(r.budget_metrics(), metric, confidence)
             if too_close(value, bound):
                 close.append((r, value))
-        level = f"its {confidence:.0%} quantile" if confidence is not None else "its median"
+        level = f"their {confidence:.0%} quantile" if confidence is not None else "their median"
         blocks.append(Heading(3, f"Too close to call: latency_ms against {float(bound):.4g} ms"))
         if not close:
             blocks.append(
                 Para(
-                    f"No candidate has {level} within {CLOSE_CALL:.0%} of the budget: every candidate is clearly in "
+                    f"No candidate has {level.replace('their', 'its')} within {CLOSE_CALL:.0%} of the budget: every candidate is clearly in "
                     "or clearly out."
                 )
             )
