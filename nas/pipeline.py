@@ -161,7 +161,7 @@ def _cost_function(space: Any, metric: str) -> Any:
     return cost
 
 
-def report_run(run: RunDir, budgets: dict[str, float] | None = None, *, export: bool = True) -> Path:
+def report_run(run: RunDir, budgets: dict[str, Any] | None = None, *, export: bool = True) -> Path:
     """Write report.md/.html and the Pareto plots; every section describes the one candidate selected.
 
     The winner is chosen by :func:`nas.export.winner.pick_candidate` under ``budgets`` (default: the run's

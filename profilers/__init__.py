@@ -13,18 +13,41 @@ from profilers.counts import (
 )
 from profilers.energy import EnergyResult, energy_per_inference, model_energy
 from profilers.guidelines import Finding, GuidelineReport, audit, find_blocks
-from profilers.latency import BACKENDS, DTYPES, TIMING_OPTIONS, measure_latency, time_onnx_session, timing_options
+from profilers.latency import (
+    BACKENDS,
+    DTYPES,
+    TIMING_OPTIONS,
+    OnnxTimer,
+    measure_latency,
+    onnx_timer,
+    time_onnx_session,
+    timing_options,
+)
 from profilers.layers import LAYER_KINDS, ConvInfo, LayerRecord, collect_layers
 from profilers.lut import STATISTICS, LatencyEntry, LatencyTable, fit_line
 from profilers.onnx import ExportInfo, check_model_and_batch, eval_mode, export_onnx, model_device, onnx_session
 from profilers.profile import Profile, profile_model
 from profilers.threads import child_thread_environment, configure_worker_threads, torch_threads
-from profilers.timing import LatencyResult, collect_samples, cpu_name, device_name, gc_paused, latency_from_samples
+from profilers.timing import (
+    PROTOCOL,
+    QUANTILE_LEVELS,
+    LatencyResult,
+    collect_samples,
+    cpu_name,
+    device_name,
+    gc_paused,
+    latency_from_samples,
+    median_ci,
+    prob_at_most,
+    quantile_at,
+)
 
 __all__ = [
     "BACKENDS",
     "DTYPES",
     "LAYER_KINDS",
+    "PROTOCOL",
+    "QUANTILE_LEVELS",
     "STATISTICS",
     "TIMING_OPTIONS",
     "ConvInfo",
@@ -37,6 +60,7 @@ __all__ = [
     "LatencyResult",
     "LatencyTable",
     "LayerRecord",
+    "OnnxTimer",
     "Profile",
     "audit",
     "check_model_and_batch",
@@ -59,10 +83,14 @@ __all__ = [
     "gc_paused",
     "latency_from_samples",
     "measure_latency",
+    "median_ci",
     "model_device",
     "model_energy",
     "onnx_session",
+    "onnx_timer",
+    "prob_at_most",
     "profile_model",
+    "quantile_at",
     "time_onnx_session",
     "timing_options",
     "torch_threads",

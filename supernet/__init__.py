@@ -22,7 +22,7 @@ from supernet.efficientnet import EfficientNetSupernet, full_network_spec
 from supernet.nasnet import NASNetSupernet
 from supernet.samplers import BudgetSampler, FairSampler, PathSampler, UniformSampler, fair_labels
 from supernet.sandwich import SandwichRule, distillation_loss
-from supernet.scoring import SubnetScore, recalibrated_subnet, score_subnet, top1_accuracy
+from supernet.scoring import SubnetScore, correct_predictions, recalibrated_subnet, score_subnet, top1_accuracy
 from supernet.shufflenet import ShuffleNetSupernet
 from supernet.train import NonFiniteLossError, TrainResult, make_path_sampler, train_supernet
 
@@ -44,6 +44,7 @@ __all__ = [
     "UniformSampler",
     "batch_norm_layers",
     "build_supernet",
+    "correct_predictions",
     "distillation_loss",
     "fair_labels",
     "full_network_spec",

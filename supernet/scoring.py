@@ -23,7 +23,35 @@ if TYPE_CHECKING:
     from search_spaces import Architecture
     from supernet._base import Supernet
 
-__all__ = ["SubnetScore", "recalibrated_subnet", "score_subnet", "top1_accuracy"]
+__all__ = ["SubnetScore", "correct_predictions", "recalibrated_subnet", "score_subnet", "top1_accuracy"]
+
+
+def correct_predictions(
+    model: nn.Module,
+    dataset: Dataset[Any],
+    batch_size: int = 256,
+    *,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Whether ``model``'s top-1 prediction is right, per sample of ``dataset`` in its order (bool tensor, CPU).
+
+    Eval and inference mode; the model's train/eval mode is restored afterwards.
+    """
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    parts: list[torch.Tensor] = []
+    try:
+        with torch.inference_mode():
+            for x, y in make_loader(dataset, batch_size):
+                logits = model(x.to(device))
+                parts.append((logits.argmax(dim=1) == y.to(device)).cpu())
+    finally:
+        model.train(was_training)
+    if not parts or sum(int(p.numel()) for p in parts) == 0:
+        raise ValueError("top1_accuracy got an empty dataset; give it at least one (x, y) pair")
+    return torch.cat(parts)
 
 
 def top1_accuracy(
@@ -37,22 +65,8 @@ def top1_accuracy(
 
     The model's train/eval mode is restored afterwards.
     """
-    if device is None:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    was_training = model.training
-    model.eval()
-    correct = total = 0
-    try:
-        with torch.inference_mode():
-            for x, y in make_loader(dataset, batch_size):
-                logits = model(x.to(device))
-                correct += int((logits.argmax(dim=1) == y.to(device)).sum())
-                total += int(y.numel())
-    finally:
-        model.train(was_training)
-    if total == 0:
-        raise ValueError("top1_accuracy got an empty dataset; give it at least one (x, y) pair")
-    return correct / total
+    correct = correct_predictions(model, dataset, batch_size, device=device)
+    return int(correct.sum()) / int(correct.numel())
 
 
 def recalibrated_subnet(
@@ -84,6 +98,7 @@ class SubnetScore:
     seconds_bn: float
     seconds_eval: float
     model: nn.Module | None = field(default=None, repr=False, compare=False)
+    correct: torch.Tensor | None = field(default=None, repr=False, compare=False)  # per validation sample, in order
 
 
 def score_subnet(
@@ -108,6 +123,7 @@ def score_subnet(
     used = recalibrate_bn(model, make_loader(train_set, batch_size, shuffle=True, seed=seed), bn_batches)
     model.eval()
     calibrated = time.perf_counter()
-    accuracy = top1_accuracy(model, val_set, eval_batch_size)
+    correct = correct_predictions(model, val_set, eval_batch_size)
+    accuracy = int(correct.sum()) / int(correct.numel())
     done = time.perf_counter()
-    return SubnetScore(accuracy, used, extracted - start, calibrated - extracted, done - calibrated, model)
+    return SubnetScore(accuracy, used, extracted - start, calibrated - extracted, done - calibrated, model, correct)

@@ -63,14 +63,28 @@ BUDGET_FLAGS: dict[str, tuple[str, str]] = {
 }
 
 
+def budget_arg(text: str) -> float | str:
+    """A budget on the command line: a finite non-negative number, or a relative one ('60%', '125% of fastest')."""
+    if "%" in text:
+        from nas.core.budgets import parse_budget
+
+        try:
+            parse_budget("latency_ms", text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(_short(str(err).replace("budget latency_ms: ", ""))) from None
+        return text
+    return finite_non_negative_float(text)
+
+
 def add_budget_flags(parser: argparse.ArgumentParser) -> None:
     """The budget flags; without any, the run's ``report.budgets`` apply."""
     group = parser.add_argument_group("budgets (default: the run config's report.budgets)")
+    relative = "; or relative: '60%%' of the most accurate candidate's, '125%% of fastest'"
     for flag, (dest, text) in BUDGET_FLAGS.items():
-        group.add_argument(flag, dest=dest, type=finite_non_negative_float, metavar="X", help=text)
+        group.add_argument(flag, dest=dest, type=budget_arg, metavar="X", help=text + relative)
 
 
-def budgets_from_args(args: argparse.Namespace) -> dict[str, float] | None:
+def budgets_from_args(args: argparse.Namespace) -> dict[str, float | str] | None:
     """Budgets in record units from the flags, or None when no budget flag was given."""
     from nas.report.selection import parse_budgets
 

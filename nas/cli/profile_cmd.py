@@ -19,7 +19,13 @@ if TYPE_CHECKING:
 
     from search_spaces import Architecture, SearchSpace
 
-__all__ = ["ProfileRequest", "load_arch", "load_user_model", "run_profile"]
+__all__ = ["PROFILE_TIMING", "ProfileRequest", "load_arch", "load_user_model", "run_profile"]
+
+# The timing protocol of `nas profile` (profilers.timing; recorded in the profile's latency_ms.protocol): the
+# search's, with a longer warm-up and at least a second of samples, so that load that comes and goes over
+# a second is averaged into the median, and an interval of +/- 0.5 %: five profiles in a row then agree within
+# a few per cent on a 2-core machine shared with other work (results/benchmarks/timing_repeatability.json).
+PROFILE_TIMING: dict[str, float] = {"warmup_time_s": 0.5, "min_time_s": 1.0, "ci_target": 0.005, "max_time_s": 4.0}
 
 
 @dataclass(frozen=True)
@@ -245,7 +251,7 @@ def run_profile(request: ProfileRequest) -> int:
             device=request.device,
             backend=request.backend,
             threads=request.threads,
-            latency_options={"repeats": request.repeats} if request.repeats else None,
+            latency_options={**PROFILE_TIMING, **({"repeats": request.repeats} if request.repeats else {})},
             energy=True,
             guidelines=True,
         )
@@ -308,6 +314,13 @@ def _print_human(result: dict[str, Any]) -> None:
             f"{lat['repeats']} runs, {lat['backend']} on {lat['device']}, {lat['threads']} threads, "
             f"batch {lat['batch_size']}, {lat['dtype']})"
         )
+        protocol = lat.get("protocol") or {}
+        if protocol and lat.get("ci_low_ms") is not None:
+            print(
+                f"                       95% CI of the median {lat['ci_low_ms']:.3f}-{lat['ci_high_ms']:.3f} "
+                f"(protocol {protocol.get('name')}, target +/-{100 * protocol.get('ci_target', 0):.1f}%, "
+                f"{'met' if protocol.get('converged') else 'not met within ' + str(protocol.get('max_time_s')) + ' s'})"
+            )
     energy = result.get("energy_mj")
     if energy:
         print(f"  energy_mj            {energy['value']:10.4f} (source: {energy['source']})")

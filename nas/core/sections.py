@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import math
 import os
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nas.core.budgets import normalise_budgets
 from nas.core.metrics import COST_METRICS
 
-__all__ = ["RankingConfig", "ReportConfig", "SearchConfig", "default_threads_per_worker"]
+__all__ = ["DEFAULT_REPORT_LATENCY", "RankingConfig", "ReportConfig", "SearchConfig", "default_threads_per_worker"]
+
+# The default report budget on latency: a share of the most accurate candidate's latency (see ReportConfig).
+DEFAULT_REPORT_LATENCY = "125% of fastest"
 
 
 def default_threads_per_worker(workers: int) -> int:
@@ -23,6 +26,15 @@ class SearchConfig(BaseModel):
 
     Budgets are upper bounds on *measured* metrics, given to Optuna as constraints
     (``trial.set_constraint``: feasible when ``value - budget <= 0``), so infeasible candidates never win.
+    Syntax in :mod:`nas.core.budgets` (absolute, or ``{max: ..., confidence: ...}`` for latency; relative budgets
+    are for the report only).
+
+    Latency is measured by default on ONNX Runtime (``latency_backend``), the runtime the winner ships in: the
+    candidate is exported with ``latency_exporter`` (TorchScript: a few tenths of a second; its graph optimises
+    to the same ONNX Runtime kernels as the shipped dynamo export) while other workers go on, and only the timing
+    itself holds the exclusive timing lock. ``latency_ci`` and ``latency_max_time_s`` are the stopping rule of
+    the timing protocol (``profilers.timing``): sample until the median's 95 % interval is within +/- that share,
+    for at most that long.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # "1" is not 1, as the README promises
@@ -30,7 +42,7 @@ class SearchConfig(BaseModel):
     engine: Literal["optuna", "ray"] = "optuna"
     sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
     objectives: tuple[str, ...] = Field(("accuracy", "latency_ms"), strict=False)  # a YAML list becomes the tuple
-    budgets: dict[str, float] = Field(default_factory=dict)
+    budgets: dict[str, Any] = Field(default_factory=dict)
     trials: int = Field(40, ge=1)  # finished candidates wanted (distinct architectures)
     workers: int = Field(1, ge=1)
     # None: an Optuna journal file in the run directory. Else an RDB URL ("sqlite:///x.db", "postgresql://...").
@@ -43,7 +55,10 @@ class SearchConfig(BaseModel):
     population_size: int = Field(16, ge=2)  # NSGA-II
     # Measurement of each candidate on the target device.
     device: Literal["cpu", "cuda"] = "cpu"
-    latency_backend: Literal["eager", "onnxruntime"] = "eager"
+    latency_backend: Literal["eager", "onnxruntime"] = "onnxruntime"
+    latency_exporter: Literal["torchscript", "dynamo", "auto"] = "torchscript"
+    latency_ci: float = Field(0.01, ge=0, lt=1)
+    latency_max_time_s: float = Field(0.5, gt=0)
     latency_batch_size: int = Field(1, ge=1)
     latency_threads: int = Field(1, ge=1)  # fixed, so that latencies compare across worker counts
     latency_repeats: int | None = Field(None, ge=3)  # None: the profiler's adaptive default
@@ -72,13 +87,8 @@ class SearchConfig(BaseModel):
 
     @field_validator("budgets")
     @classmethod
-    def _budgets(cls, value: dict[str, float]) -> dict[str, float]:
-        for metric, bound in value.items():
-            if metric not in COST_METRICS:
-                raise ValueError(f"unknown budget metric {metric!r}; allowed: {list(COST_METRICS)}")
-            if not (math.isfinite(bound) and bound > 0):
-                raise ValueError(f"budget {metric} must be a finite positive number (leave it out for no bound), got {bound!r}")
-        return value
+    def _budgets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return normalise_budgets(value, allow_relative=False)
 
     @model_validator(mode="after")
     def _grace_over_interval(self) -> SearchConfig:
@@ -103,19 +113,22 @@ class SearchConfig(BaseModel):
 class ReportConfig(BaseModel):
     """What the report selects: the best candidate under each of these budgets (metric -> upper bound).
 
-    The built-in default bounds latency at 1.1 ms: on the development machines (2-core x86 CPU, 1 thread,
-    batch 1) the default run's candidates take 0.95-2.5 ms, so the budget keeps the faster third. On another
-    device set your own; a budget nobody meets is said plainly in the report.
+    The built-in default is relative: latency at most 1.25x the fastest candidate's (``nas.core.budgets``).
+    An absolute default (it was 1.1 ms) is met by a third of the candidates on one CPU and by none on another of
+    the same kind; a share of what this run measured is met on any machine by the faster networks the search
+    found (at least by the fastest), so the first run ends with a winner: the most accurate network within a
+    quarter of the fastest one's latency. Absolute budgets (``latency_ms: 1.1``) and confidences
+    (``{max: 1.0, confidence: 0.95}``) are for when the device and its figures are known.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    budgets: dict[str, float] = Field(default_factory=lambda: {"latency_ms": 1.1})
+    budgets: dict[str, Any] = Field(default_factory=lambda: {"latency_ms": DEFAULT_REPORT_LATENCY})
 
     @field_validator("budgets")
     @classmethod
-    def _budgets(cls, value: dict[str, float]) -> dict[str, float]:
-        return SearchConfig._budgets(value)
+    def _budgets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return normalise_budgets(value, allow_relative=True)
 
 
 class RankingConfig(BaseModel):

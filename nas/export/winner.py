@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["export_run", "find_export", "pick_candidate", "supernet_fingerprint"]
 
 
-def pick_candidate(records: list[CandidateRecord], trial: int | None, budgets: dict[str, float]) -> CandidateRecord:
+def pick_candidate(records: list[CandidateRecord], trial: int | None, budgets: dict[str, Any]) -> CandidateRecord:
     """Trial ``trial``, or the best under ``budgets`` (the most accurate overall when none meets them).
 
     ``nas report`` and ``nas export --best`` both select through this function, so they name the same candidate.
@@ -89,7 +89,7 @@ def find_export(run: RunDir, record: CandidateRecord, out: Path | None = None) -
 
 
 def export_run(
-    run: RunDir, *, trial: int | None = None, out: Path | None = None, budgets: dict[str, float] | None = None
+    run: RunDir, *, trial: int | None = None, out: Path | None = None, budgets: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Export a candidate (the best under ``budgets``, default the run's ``report.budgets``) as a checked bundle."""
     from nas.core.config import make_space
@@ -141,7 +141,11 @@ def export_run(
         profile = profile_model(
             model, space.input_shape(1, arch)[1:], threads=cfg.search.latency_threads, guidelines=True, energy=True
         )
-        measured = profile.latency.median_ms if profile.latency else math.nan
+        # The table predicts the search's backend: compare it with the shipped file's timing on that backend.
+        timing = check.latency.get(f"{cfg.search.latency_backend}_batch{cfg.search.latency_batch_size}")
+        if timing is None and cfg.search.latency_backend == "eager" and profile.latency is not None:
+            timing = profile.latency
+        measured = timing.median_ms if timing is not None else math.nan
         table_info = _latency_table_check(run, space, arch, cfg, measured)
         summary = {
             "trial": record.trial,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas.core.metrics import COST_METRICS
 from nas.report.markup import Block, Code, Details, Para, Table
+from nas.report.uncertainty import accuracy_text
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -58,7 +59,8 @@ def fmt_metric(metric: str, value: float) -> str:
 
 
 def budget_text(metric: str, bound: float) -> str:
-    return f"{metric} ≤ {fmt_metric(metric, bound)}"
+    origin = bound.describe() if hasattr(bound, "describe") else ""  # a relative budget says what it is a share of
+    return f"{metric} ≤ {fmt_metric(metric, bound)}" + (f" ({origin})" if origin else "")
 
 
 def who(record: CandidateRecord) -> str:
@@ -81,7 +83,7 @@ def metrics_table(record: CandidateRecord) -> Table:
     rows = [
         ("trial", str(record.trial)),
         ("arch_id", record.arch_id),
-        ("accuracy (validation)", fmt_metric("accuracy", record.accuracy)),
+        ("accuracy (validation)", accuracy_text(record)),
         ("latency_ms (median)", latency),
         ("energy_mj", energy),
         ("memory_access_bytes", fmt_metric("memory_access_bytes", float(record.memory_access_bytes))),

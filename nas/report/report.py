@@ -61,6 +61,7 @@ from nas.report.selection import (
     parse_budgets,
     select_best,
 )
+from nas.report.uncertainty import uncertainty_sections
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -278,16 +279,15 @@ def write_report(
     out_dir: Path,
     records: list[CandidateRecord],
     *,
-    budgets: dict[str, float],
+    budgets: Mapping[str, Any],
     run_info: dict[str, Any],
 ) -> ReportPaths:
     """Write ``report.md``, ``report.html`` and the Pareto plots of ``records`` into ``out_dir``.
 
-    ``budgets`` are in record units (see :func:`parse_budgets`). ``run_info`` keys, all optional: ``config``,
+    ``budgets`` are in record units (see :func:`parse_budgets`); relative ones are resolved against ``records``. ``run_info`` keys, all optional: ``config``,
     ``device``, ``versions``, ``timings`` (seconds), ``winner_profile`` (with ``guidelines``: a list of dicts
     with ``guideline`` and ``message``), ``objectives``, ``engine``, ``sampler``; any other key is shown as JSON.
     """
-    checked = check_budgets(budgets)
     if not isinstance(run_info, Mapping):
         raise ValueError(
             f"run_info must be a mapping (keys: {', '.join(RUN_INFO_KEYS)}), got {type(run_info).__name__}"
@@ -295,6 +295,7 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pool = competing(records)
+    checked = check_budgets(budgets, pool)  # relative budgets resolved against the candidates
     best = select_best(pool, {})
 
     config = run_info.get("config")
@@ -314,6 +315,7 @@ def write_report(
     plot_blocks, plots, skipped = _plot_sections(out_dir, pool, checked, winner)
     blocks += plot_blocks
     blocks += _top_table(pool, checked)
+    blocks += uncertainty_sections(pool, checked, winner, run_info)
     blocks += _failed_section(records)
     export = run_info.get("export")
     if isinstance(export, Mapping) and export:

@@ -6,6 +6,9 @@ Rules
   counted by the report, never ranked.
 - **Meeting a budget.** A budget bounds one cost metric from above (``value <= budget``). A candidate whose value
   of that metric is unknown (NaN, e.g. no energy measurement) cannot be shown to meet it, so it does not.
+  Budgets may be relative (``"60%"`` of the most accurate candidate's value, resolved against the records being
+  selected from) and a latency budget may ask for a confidence (``{max: 1.0, confidence: 0.95}``: met when the
+  candidate's latency quantile at 95 % is within it); see :mod:`nas.core.budgets`.
 - **The best.** The highest accuracy; ties go to the lower value of the budgeted metrics (in the order given),
   then the lower latency, then the earlier trial, so the choice is reproducible.
 - **Pareto front** of a cost: the candidates no other candidate beats on both accuracy (higher) and that cost
@@ -19,10 +22,11 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nas.core.budgets import Budget, budget_value, resolve_budgets
 from nas.core.metrics import COST_METRICS
 
 if TYPE_CHECKING:
@@ -54,9 +58,11 @@ def _allowed_budgets_text() -> str:
     return f"allowed: {', '.join(BUDGET_OPTIONS)} (command-line units) or a cost metric: {', '.join(COST_METRICS)}"
 
 
-def _budget_value(name: str, value: object) -> float:
+def _budget_value(name: str, value: object) -> float | str:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return value  # relative: checked by nas.core.budgets
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"budget {name} must be a number >= 0, got {value!r}")
+        raise ValueError(f"budget {name} must be a number >= 0 or a percentage like '60%', got {value!r}")
     number = float(value)
     if math.isnan(number) or number < 0:
         raise ValueError(f"budget {name} must be a number >= 0 (inf means no bound), got {value!r}")
@@ -64,24 +70,25 @@ def _budget_value(name: str, value: object) -> float:
 
 
 def parse_budgets(
-    max_latency_ms: float | None = None,
-    max_energy_mj: float | None = None,
-    max_memory_access_mb: float | None = None,
-    **others: float | None,
-) -> dict[str, float]:
+    max_latency_ms: float | str | None = None,
+    max_energy_mj: float | str | None = None,
+    max_memory_access_mb: float | str | None = None,
+    **others: float | str | None,
+) -> dict[str, float | str]:
     """Budgets keyed by record metric (``latency_ms``, ``energy_mj``, ``memory_access_bytes``, ...).
 
     ``others`` are cost metrics by their record name, in record units (e.g. ``params=2e6``). ``None`` means no
     budget. An unknown name, a metric given twice, or a negative / NaN / non-numeric value raises ``ValueError``.
     """
-    budgets: dict[str, float] = {}
+    budgets: dict[str, float | str] = {}
     options = {"max_latency_ms": max_latency_ms, "max_energy_mj": max_energy_mj}
     options["max_memory_access_mb"] = max_memory_access_mb
     for option, value in options.items():
         if value is None:
             continue
         metric, factor = BUDGET_OPTIONS[option]
-        budgets[metric] = _budget_value(option, value) * factor
+        bound = _budget_value(option, value)
+        budgets[metric] = bound if isinstance(bound, str) else bound * factor
     for name, value in others.items():
         if name not in COST_METRICS:
             raise ValueError(f"unknown budget {name!r}; {_allowed_budgets_text()}")
@@ -94,15 +101,29 @@ def parse_budgets(
     return budgets
 
 
-def check_budgets(budgets: Mapping[str, float]) -> dict[str, float]:
+def check_budgets(budgets: Mapping[str, Any], records: Iterable[CandidateRecord] = ()) -> dict[str, Budget]:
+    """Budgets as :class:`nas.core.budgets.Budget` (floats): relative ones resolved against ``records``.
+
+    A plain number may be 0 or ``inf`` (no bound); a percentage or a ``{max, confidence}`` mapping is parsed by
+    :func:`nas.core.budgets.parse_budget`.
+    """
     if not isinstance(budgets, Mapping):
         raise ValueError(f"budgets must be a mapping metric -> bound, got {type(budgets).__name__}")
-    checked: dict[str, float] = {}
+    checked: dict[str, Budget] = {}
+    others: dict[str, Any] = {}
     for name, value in budgets.items():
         if name not in COST_METRICS:
             raise ValueError(f"unknown budget metric {name!r}; allowed: {', '.join(COST_METRICS)}")
-        checked[name] = _budget_value(name, value)
-    return checked
+        if isinstance(value, Budget):
+            checked[name] = value
+        elif isinstance(value, (Mapping, str)):
+            others[name] = value
+        else:
+            bound = _budget_value(name, value)
+            checked[name] = bound if isinstance(bound, Budget) else Budget(float(bound), name)
+    if others:
+        checked.update(resolve_budgets(others, list(records)))
+    return {name: checked[name] for name in budgets}
 
 
 def _check_cost(cost: str) -> None:
@@ -116,9 +137,17 @@ def competing(records: Iterable[CandidateRecord]) -> list[CandidateRecord]:
 
 
 def meets_budgets(record: CandidateRecord, budgets: Mapping[str, float]) -> bool:
-    """True when every budgeted metric of ``record`` is known and within its bound."""
-    values = record.metrics()
-    return all(math.isfinite(values[m]) and values[m] <= bound for m, bound in budgets.items())
+    """True when every budgeted metric of ``record`` is known and within its bound.
+
+    ``budgets`` are resolved bounds (:func:`check_budgets`); a latency budget with a confidence is checked on the
+    latency quantile at that level.
+    """
+    values = record.budget_metrics()
+    for metric, bound in budgets.items():
+        value = budget_value(values, metric, getattr(bound, "confidence", None))
+        if not (math.isfinite(value) and value <= bound):
+            return False
+    return True
 
 
 def _finite_or_inf(value: float) -> float:
@@ -130,10 +159,14 @@ def by_accuracy(records: Iterable[CandidateRecord]) -> list[CandidateRecord]:
     return sorted(competing(records), key=lambda r: (-r.accuracy, _finite_or_inf(r.latency_ms), r.trial))
 
 
-def select_best(records: Iterable[CandidateRecord], budgets: Mapping[str, float]) -> CandidateRecord | None:
-    """The most accurate competing candidate that meets every budget, or ``None`` if none does."""
-    checked = check_budgets(budgets)
-    eligible = [r for r in competing(records) if meets_budgets(r, checked)]
+def select_best(records: Iterable[CandidateRecord], budgets: Mapping[str, Any]) -> CandidateRecord | None:
+    """The most accurate competing candidate that meets every budget, or ``None`` if none does.
+
+    Relative budgets are resolved against ``records``.
+    """
+    pool = competing(records)
+    checked = check_budgets(budgets, pool)
+    eligible = [r for r in pool if meets_budgets(r, checked)]
     if not eligible:
         return None
 

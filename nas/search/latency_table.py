@@ -14,7 +14,10 @@ Where a block sum goes wrong, and what is done about it:
   ONNX Runtime) each block is timed by ``profilers.measure_latency``.
 - *Glue.* Container calls, the network's own ``forward``, flattening and identities are in no block: a
   per-network overhead, fitted on a few *calibration networks* (picked across the range of block sums) as the
-  median of ``measured - sum(blocks)`` (medians, so that a disturbed network does not drag the fit). With
+  median of ``measured - sum(blocks)`` (medians, so that a disturbed network does not drag the fit). On ONNX
+  Runtime every block is exported and timed in its own session, less the fixed cost of a ``session.run``
+  (``onnx_call_overhead``: a network pays it once, a sum of blocks once per block); what ORT fuses across
+  block boundaries is left to the fitted scale and overhead. With
   replayed timing each calibration network is timed right after the replays of its blocks, and
   its residual is taken against the block sum of that same moment, so a load that comes and goes cancels out.
   Where blocks are timed one at a time the networks are measured by ``profilers.measure_latency`` and, since
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_REPLAY",
+    "ONNX_TABLE_OPTIONS",
     "TABLE_NAME",
     "SpaceLatencyTable",
     "build_table",
@@ -70,6 +74,9 @@ TABLE_NAME = "latency_table.json"
 
 # Replayed block timing of a new table (see nas.search.block_timing.time_in_chains).
 DEFAULT_REPLAY: dict[str, Any] = {"runs": 20, "warmup_runs": 3}
+# How an ONNX Runtime table times its blocks and calibration networks (profilers.measure_latency options): the
+# TorchScript exporter (a block exports in a tenth of a second), and at most half a second of samples each.
+ONNX_TABLE_OPTIONS: dict[str, Any] = {"exporter": "torchscript", "max_time_s": 0.5}
 
 
 # --- the public entry points ----------------------------------------------------------------------
@@ -102,6 +109,7 @@ def build_table(
     """
     if not archs:
         raise ValueError("build_table needs at least one architecture whose blocks to measure")
+    options = dict(ONNX_TABLE_OPTIONS if backend == "onnxruntime" and latency_options is None else latency_options or {})
     table = SpaceLatencyTable(
         device=device,
         backend=backend,
@@ -109,7 +117,7 @@ def build_table(
         batch_size=batch_size,
         dtype=dtype,
         statistic=statistic,
-        latency_options=dict(latency_options or {}),
+        latency_options=options,
         space=space.name,
         space_config=space.config_dict(),
         replay=dict(DEFAULT_REPLAY if replay is None else replay),
@@ -174,15 +182,18 @@ def load_or_build(
     replay: dict[str, Any] | None = None,
     sample_archs: int = 32,
     calibration: int = 8,
-    passes: int = 2,
+    passes: int | None = None,
     seed: int = 0,
 ) -> SpaceLatencyTable:
     """The table at ``<run_dir>/latency_table.json`` if it fits this setting and space, else a new one, saved.
 
     A new table measures the blocks of ``archs`` (default: ``sample_archs`` architectures drawn from a
     generator seeded with ``seed``) and calibrates on them. Processes of one run take turns (a file lock), so
-    the table is built once.
+    the table is built once. ``passes`` defaults to 2 for replayed (eager CPU) timing, 1 for ONNX Runtime, whose
+    blocks are each exported.
     """
+    if passes is None:
+        passes = 1 if backend == "onnxruntime" else 2
     root = Path(run_dir)
     path = root / TABLE_NAME
     with exclusive_lock(root / ".latency_table.lock"):

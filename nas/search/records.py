@@ -40,6 +40,14 @@ class CandidateRecord:
     latency_p90_ms: float = math.nan
     latency_backend: str = ""
     latency_spread: float = math.nan  # IQR / median of the timed runs: above 0.1 the figure is noisy
+    # The latency distribution: quantiles of the timed samples every 5 % (profilers.timing.QUANTILE_LEVELS) and
+    # the 95 % interval of the median; P(latency <= bound) is read from the quantiles.
+    latency_quantiles: list[float] = field(default_factory=list)
+    latency_ci_low_ms: float = math.nan
+    latency_ci_high_ms: float = math.nan
+    # Per-image correctness on the validation split (nas.core.stats.encode_correct), for intervals and paired tests.
+    val_images: int = 0
+    val_correct: str = ""
     energy_mj: float = math.nan
     energy_source: str = ""
     feasible: bool = True  # meets every budget of the search
@@ -57,6 +65,10 @@ class CandidateRecord:
             "elementwise_ops": float(self.elementwise_ops),
         }
 
+    def budget_metrics(self) -> dict[str, Any]:
+        """``metrics()`` with what a budget with a confidence reads: the latency quantiles and 90th percentile."""
+        return {**self.metrics(), "latency_quantiles": list(self.latency_quantiles), "latency_p90_ms": self.latency_p90_ms}
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -68,7 +80,7 @@ class CandidateRecord:
     def to_row(self) -> dict[str, str]:
         row: dict[str, str] = {}
         for key, value in self.to_dict().items():
-            row[key] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
+            row[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
         return row
 
     @classmethod
@@ -80,9 +92,14 @@ class CandidateRecord:
             text = row[f.name]
             if f.name in ("arch", "violations"):
                 values[f.name] = json.loads(text) if text else {}
-            elif f.name in ("trial", "params", "mult_adds", "elementwise_ops", "memory_access_bytes"):
+            elif f.name == "latency_quantiles":
+                values[f.name] = [float(v) for v in json.loads(text)] if text else []
+            elif f.name in ("trial", "params", "mult_adds", "elementwise_ops", "memory_access_bytes", "val_images"):
                 values[f.name] = int(float(text)) if text else 0
-            elif f.name in ("duration_s", "accuracy", "latency_ms", "latency_p10_ms", "latency_p90_ms", "latency_spread", "energy_mj"):
+            elif f.name in (
+                "duration_s", "accuracy", "latency_ms", "latency_p10_ms", "latency_p90_ms", "latency_spread", "energy_mj",
+                "latency_ci_low_ms", "latency_ci_high_ms",
+            ):  # fmt: skip
                 values[f.name] = float(text) if text else math.nan
             elif f.name == "feasible":
                 values[f.name] = text == "True"

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
+from nas.core.budgets import resolve_budgets
+
 if TYPE_CHECKING:
     import optuna
 
@@ -66,4 +68,6 @@ def latency_screen(
             batch_size=search.latency_batch_size,
             backend=search.latency_backend,
         )
-    return LatencyScreen(table, space, search.budgets["latency_ms"], search.latency_table_margin, lock)
+    # A search budget is absolute (relative budgets are the report's); it may carry a confidence.
+    budget = float(resolve_budgets({"latency_ms": search.budgets["latency_ms"]})["latency_ms"])
+    return LatencyScreen(table, space, budget, search.latency_table_margin, lock)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState
 
+from nas.core.budgets import budget_value, resolve_budgets
 from nas.core.errors import UsageError
 from nas.search.records import CandidateRecord
 from nas.search.storage import TrialHeartbeat, heartbeat_enabled, make_storage
@@ -46,6 +47,7 @@ _RECORD_ATTRS = ("arch_id", "arch", "worker", "started_at", "finished_at", "dura
 METRIC_ATTRS = (
     "accuracy", "params", "mult_adds", "elementwise_ops", "memory_access_bytes", "latency_ms",
     "latency_p10_ms", "latency_p90_ms", "latency_backend", "latency_spread", "energy_mj", "energy_source",
+    "latency_quantiles", "latency_ci_low_ms", "latency_ci_high_ms", "val_images", "val_correct",
 )  # fmt: skip
 
 
@@ -80,11 +82,14 @@ def open_study(storage: optuna.storages.BaseStorage, search: SearchConfig, sampl
     return study
 
 
-def constraint_values(metrics: dict[str, Any], budgets: dict[str, float]) -> dict[str, float]:
-    """Per budget: measured value minus the bound (feasible when <= 0). An unmeasured value is infeasible."""
+def constraint_values(metrics: dict[str, Any], budgets: dict[str, Any]) -> dict[str, float]:
+    """Per budget: measured value minus the bound (feasible when <= 0). An unmeasured value is infeasible.
+
+    A latency budget with a confidence is checked on the latency quantile at that level (nas.core.budgets).
+    """
     out = {}
-    for metric, bound in budgets.items():
-        value = float(metrics.get(metric, math.nan))
+    for metric, bound in resolve_budgets(budgets).items():
+        value = budget_value(metrics, metric, bound.confidence)
         out[metric] = value - bound if math.isfinite(value) else 1e30  # finite: every storage can hold it
     return out
 

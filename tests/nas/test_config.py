@@ -36,8 +36,8 @@ def _yaml(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
 def test_default_is_digits_at_16_pixels_and_the_small_shufflenet() -> None:
     cfg = default_config()
     assert cfg.name == "default" and cfg.seed == 0
-    assert cfg.data == DataConfig(dataset="digits", input_size=16)
-    assert (cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.root) == (0.15, 0.15, None)
+    assert cfg.data == DataConfig(dataset="digits", input_size=16, val_fraction=0.3, test_fraction=0.1)
+    assert (cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.root) == (0.3, 0.1, None)
     assert cfg.space == SpaceSection(name="shufflenet", layout="small")
     assert set(typing.get_args(DataConfig.model_fields["dataset"].annotation)) == set(DATASETS)
 
@@ -80,7 +80,7 @@ def test_partial_yaml_overrides_key_by_key(tmp_path: Path) -> None:
     cfg = load_config(path)
     assert cfg.name == "quick" and cfg.seed == 3
     assert cfg.data.dataset == "digits" and cfg.data.input_size == 8 and cfg.data.train_limit == 100
-    assert cfg.data.val_fraction == 0.15 and cfg.space == default_config().space
+    assert cfg.data.val_fraction == 0.3 and cfg.space == default_config().space
     overrides = load_config(_yaml(tmp_path, "space:\n  overrides:\n    stem_channels: 8\n", "o.yaml"))
     assert overrides.space.layout == "small" and overrides.space.overrides == {"stem_channels": 8}
     assert load_config(_yaml(tmp_path, "", "empty.yaml")) == default_config()
@@ -196,7 +196,9 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
 
 def test_a_loaded_config_reads_the_same_data_as_load_dataset() -> None:
     cfg = merge_config(default_config(), {"data": {"input_size": 8, "split_seed": 4, "train_limit": 30}})
-    a, b = cfg.data.load(), load_dataset("digits", input_size=8, split_seed=4, train_limit=30)
+    a, b = cfg.data.load(), load_dataset(
+        "digits", input_size=8, split_seed=4, train_limit=30, val_fraction=0.3, test_fraction=0.1
+    )
     assert torch.equal(a.train.tensors[0], b.train.tensors[0]) and a.sizes() == b.sizes()
 
 
