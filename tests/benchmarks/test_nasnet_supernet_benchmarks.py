@@ -3,7 +3,7 @@ subnet, accuracy of random subnets with and without BN recalibration, time per c
 
 Run with ``pytest -m benchmark tests/benchmarks/test_nasnet_supernet_benchmarks.py``; figures go to
 ``results/benchmarks/nasnet_supernet_*.json``. Data: the embedded default task, digits at 16x16 from
-``nas.data.load_dataset`` (70/15/15 stratified split, seed 0); layout ``small`` of space ``nasnet``.
+``nas.core.data.load_dataset`` (70/15/15 stratified split, seed 0); layout ``small`` of space ``nasnet``.
 
 After the short training the random subnets score far below the ShuffleNet supernet's: one-shot NASNet
 cells change the graph, not only the operations, at every step, and the classifier reads a concatenation
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from nas.data import load_dataset
 from torch import nn
 
+from nas.core.data import load_dataset
 from search_spaces import Architecture, get_space
 from search_spaces.nasnet import NASNetSpace
 from supernet import NASNetSupernet, TrainConfig, UniformSampler, build_supernet, score_subnet, train_supernet
@@ -92,7 +92,7 @@ def test_nasnet_supernet_accuracy_on_digits(trained):
     without = [score_subnet(net, a, trained["train"], trained["val"], bn_batches=None).accuracy for a in archs]
     history = trained["result"].history
     figures = {
-        "task": "digits 16x16 (nas.data, 70/15/15 split, seed 0), nasnet layout 'small', 20 random subnets",
+        "task": "digits 16x16 (nas.core.data, 70/15/15 split, seed 0), nasnet layout 'small', 20 random subnets",
         "config": SHORT.model_dump(mode="json"),
         "train_seconds": trained["seconds"],
         "seconds_per_epoch_median": statistics.median(h["seconds"] for h in history),
