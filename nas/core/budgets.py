@@ -168,6 +168,11 @@ def _bound(metric: str, value: object, where: str) -> tuple[float | None, float 
         return None, share, reference, text
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 0 or math.isnan(float(value)):
         raise ValueError(f"budget {metric}{where} must be a positive number or a percentage like '60%', got {value!r}")
+    if math.isinf(float(value)):
+        raise ValueError(
+            f"budget {metric}{where} must be a finite positive number or a percentage (leave it out for no bound), "
+            f"got {value!r}"
+        )
     return float(value), None, "most_accurate", ""
 
 

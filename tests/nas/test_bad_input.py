@@ -74,7 +74,7 @@ def test_read_only_run_directory_is_refused(tmp_path: Path, capsys: pytest.Captu
     [
         ("supernet:\n  epochs: '1'\n", "supernet.epochs"),
         ("supernet:\n  lr: 1e-3\n", "write it with a dot"),
-        ("report:\n  budgets: {latency_ms: '1.5'}\n", "report.budgets.latency_ms"),
+        ("report:\n  budgets: {latency_ms: '1.5'}\n", "latency_ms: '1.5' is not a number or a percentage"),
         ("report:\n  budgets: {latency_ms: .inf}\n", "finite"),
         ("search:\n  budgets: {latency_ms: .inf}\n", "finite"),
         ("search:\n  trials: 2.5\n", "search.trials"),
