@@ -13,19 +13,11 @@ from profilers.counts import (
 )
 from profilers.energy import EnergyResult, energy_per_inference, model_energy
 from profilers.guidelines import Finding, GuidelineReport, audit, find_blocks
-from profilers.latency import (
-    BACKENDS,
-    DTYPES,
-    TIMING_OPTIONS,
-    OnnxTimer,
-    measure_latency,
-    onnx_timer,
-    time_onnx_session,
-    timing_options,
-)
+from profilers.latency import BACKENDS, DTYPES, measure_latency
 from profilers.layers import LAYER_KINDS, ConvInfo, LayerRecord, collect_layers
 from profilers.lut import STATISTICS, LatencyEntry, LatencyTable, fit_line
 from profilers.onnx import ExportInfo, check_model_and_batch, eval_mode, export_onnx, model_device, onnx_session
+from profilers.onnx_timing import TIMING_OPTIONS, OnnxTimer, onnx_timer, time_onnx_session, timing_options
 from profilers.profile import Profile, profile_model
 from profilers.threads import child_thread_environment, configure_worker_threads, torch_threads
 from profilers.timing import (
