@@ -71,7 +71,8 @@ def _errors(predicted: list[float], measured: list[float]) -> dict[str, Any]:
 
 def _case(space_name: str, backend: str) -> dict[str, Any]:
     space = get_space(space_name, {"layout": "small"})
-    table_archs = [space.sample(np.random.default_rng(10)) for _ in range(TABLE_ARCHS)]
+    table_rng = np.random.default_rng(10)
+    table_archs = [space.sample(table_rng) for _ in range(TABLE_ARCHS)]
     rng = np.random.default_rng(20)
     table_ids = {a.arch_id for a in table_archs}
     fresh: list[Any] = []
