@@ -53,7 +53,7 @@ def test_load_dataset_splits_and_refuses_a_root(tmp_path) -> None:
 def test_the_named_config_strokes_and_a_missing_file() -> None:
     cfg = load_config("strokes")
     assert cfg.name == "strokes" and cfg.data.dataset == "strokes" and cfg.supernet.epochs == 20
-    with pytest.raises(ConfigError, match="built-in names: .*strokes"):
+    with pytest.raises(ConfigError, match=r"built-in names: .*strokes"):
         load_config("no-such-config.yaml")
 
 
