@@ -70,20 +70,30 @@ def _complete_by(study: optuna.Study, worker_pid: int) -> int:
     )
 
 
-def _wait(what: str, condition: object, procs: list[subprocess.Popen[bytes]], timeout: float = 300) -> None:
+def _claimed_by(study: optuna.Study, worker_pid: int) -> int:
+    return sum(t.user_attrs.get("worker", "").endswith(f":{worker_pid}") for t in study.get_trials())
+
+
+def _wait(
+    what: str, condition: object, procs: list[subprocess.Popen[bytes]], timeout: float = 300, poll: float = 0.5
+) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         for proc in procs:
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         if condition():  # type: ignore[operator]
             return
-        time.sleep(0.5)
+        time.sleep(poll)
     raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def test_two_machines_on_one_study_one_killed_mid_search(postgres_url: str, trained_run: Path, tmp_path: Path) -> None:
-    """Two `nas search` in two run directories on one study; SIGKILL of one; the other finishes the count."""
-    target = 7
+    """Two `nas search` in two run directories on one study; SIGKILL of one; the other finishes the count.
+
+    The count is large enough that ``a`` cannot finish it alone while ``b`` starts (a candidate takes ~2 s,
+    ``b``'s start-up up to ~20 s on a busy machine): CI once saw ``a`` done with 7 before ``b`` ran one.
+    """
+    target = 16
     run_a = _copy_run(trained_run, tmp_path / "a", postgres_url)
     run_b = _copy_run(trained_run, tmp_path / "b", postgres_url)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -97,10 +107,10 @@ def test_two_machines_on_one_study_one_killed_mid_search(postgres_url: str, trai
         _wait("a finishes a candidate", lambda: _complete_by(study, a.pid) >= 1, [a])
         b = subprocess.Popen(_nas("search", "--run", str(run_b.root), "--trials", str(target)),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        _wait("b finishes a candidate", lambda: _complete_by(study, b.pid) >= 1, [a, b])
+        _wait("b claims a candidate", lambda: _claimed_by(study, b.pid) >= 1, [a, b], poll=0.1)
         # Kill a while it evaluates a candidate, so that a claimed trial is left running.
         _wait("a runs a trial", lambda: any(t.user_attrs.get("worker", "").endswith(f":{a.pid}")
-                                            for t in study.get_trials(states=(TrialState.RUNNING,))), [a, b])
+                                            for t in study.get_trials(states=(TrialState.RUNNING,))), [a, b], poll=0.1)
         os.kill(a.pid, signal.SIGKILL)
         a.wait(timeout=30)
         out, err = b.communicate(timeout=600)
