@@ -37,6 +37,7 @@ def test_a_missing_driver_is_named_with_the_extra_to_install(tmp_path: Path, mon
 
 
 def test_an_unreachable_server_is_an_error_without_the_password(tmp_path: Path) -> None:
+    pytest.importorskip("psycopg", reason="the driver of the 'postgres' extra: pip install -e '.[dev,postgres]'")
     search = SearchConfig(storage="postgresql://alice:hunter2@127.0.0.1:1/nas")  # nothing listens on port 1
     with pytest.raises(UsageError) as err:
         make_storage(RunDir(tmp_path), search)
