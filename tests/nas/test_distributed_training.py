@@ -74,6 +74,7 @@ def _ranks(torchrun_pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.faults
 def test_kill_9_of_one_rank_then_a_rerun_resumes_at_another_world_size(tmp_path: Path, tiny_config: object) -> None:
     sections = {"data": {"train_limit": 256, "val_limit": 64}, "supernet": {**_SECTIONS["supernet"], "epochs": 6}}
     config = tiny_config(tmp_path / "c.yaml", **sections)  # type: ignore[operator]

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from nas.core.run_dir import RunDir
@@ -87,6 +88,7 @@ def _wait(
     raise AssertionError(f"{what}: not within {timeout} s")
 
 
+@pytest.mark.faults
 def test_two_machines_on_one_study_one_killed_mid_search(postgres_url: str, trained_run: Path, tmp_path: Path) -> None:
     """Two `nas search` in two run directories on one study; SIGKILL of one; the other finishes the count.
 

@@ -136,6 +136,7 @@ def _kill_a_running_trial(raylets: set[int]) -> int | None:
     return None
 
 
+@pytest.mark.faults
 def test_a_worker_killed_mid_search_is_retried_and_loses_nothing(
     cluster: Any, trained_run: Path, tmp_path: Path
 ) -> None:
@@ -204,6 +205,7 @@ def _stop_session(proc: subprocess.Popen[str]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.mark.faults
 def test_a_killed_driver_is_resumed_by_the_same_command(trained_run: Path, tmp_path: Path) -> None:
     run = _copy_run(trained_run, tmp_path)
     home = tmp_path / "home"

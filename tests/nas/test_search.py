@@ -135,6 +135,7 @@ def _wait_for_complete(run: RunDir, count: int, proc: subprocess.Popen[bytes], t
     raise AssertionError(f"fewer than {count} trials completed in {timeout} s")
 
 
+@pytest.mark.faults
 def test_kill_9_of_a_worker_loses_nothing(trained_run: Path, tmp_path: Path) -> None:
     run = _copy_run(trained_run, tmp_path)
     proc = subprocess.Popen(_nas("search", "--run", str(run.root), "--workers", "2", "--trials", "5"),
@@ -155,6 +156,7 @@ def test_kill_9_of_a_worker_loses_nothing(trained_run: Path, tmp_path: Path) -> 
     assert len(complete) == 5 and len({r.arch_id for r in complete}) == 5
 
 
+@pytest.mark.faults
 def test_ctrl_c_then_rerun_finishes_the_count(trained_run: Path, tmp_path: Path) -> None:
     run = _copy_run(trained_run, tmp_path)
     proc = subprocess.Popen(_nas("search", "--run", str(run.root), "--trials", "4"),

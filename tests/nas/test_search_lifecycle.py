@@ -45,6 +45,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.faults
 def test_workers_die_with_a_killed_parent(trained_run: Path, tmp_path: Path) -> None:
     run = _copy_run(trained_run, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "nas", "search", "--run", str(run.root), "--workers", "2", "--trials", "6"],
