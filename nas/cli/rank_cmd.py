@@ -1,4 +1,7 @@
-"""`nas rank --run DIR [--archs K] [--seeds S] [--epochs E] [--workers N]`: how far to trust the supernet's ranking."""
+"""`nas rank --run DIR [--archs K] [--seeds S] [--epochs E] [--workers N] [--engine E] [--address A]`.
+
+How far to trust the supernet's ranking.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     from nas.ranking import RANKING_FILE, rank_run
 
     run = RunDir(Path(args.run))
-    result = rank_run(run, archs=args.archs, seeds=args.seeds, epochs=args.epochs, workers=args.workers)
+    result = rank_run(run, archs=args.archs, seeds=args.seeds, epochs=args.epochs, workers=args.workers,
+                      engine=args.engine, address=args.address)
     print(f"{len(result['archs'])} of {result['planned_archs']} architectures trained with {result['seeds']} seed(s), "
           f"{result['epochs']} epochs each, in {result['seconds']:.0f} s")
     for key, name in (("kendall_tau", "Kendall tau, supernet vs standalone"),
@@ -48,5 +52,10 @@ def register(sub: Any, positive_int: Callable[[str], int]) -> None:
     p.add_argument("--archs", type=positive_int, default=8, help="architectures, spread over the supernet's range (default 8)")
     p.add_argument("--seeds", type=positive_int, default=2, help="standalone trainings per architecture (default 2)")
     p.add_argument("--epochs", type=positive_int, default=10, help="epochs of each standalone training (default 10)")
-    p.add_argument("--workers", type=positive_int, default=1, help="worker processes (default 1)")
+    p.add_argument("--workers", type=positive_int, default=1, help="worker processes or Ray tasks (default 1)")
+    p.add_argument("--engine", choices=("optuna", "ray"), default=None,
+                   help="where the trainings run: local worker processes (optuna) or Ray tasks; default: the run's "
+                   "search.engine")
+    p.add_argument("--address", default=None,
+                   help="engine ray: the cluster to join (HOST:PORT; default: search.ray_address, else a local one)")
     p.set_defaults(func=_cmd_rank)

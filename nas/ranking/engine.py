@@ -1,6 +1,8 @@
-"""``nas rank``: standalone trainings as trials of the run's storage, in N local worker processes, resumable.
+"""``nas rank``: standalone trainings as trials of the run's storage, in N worker processes or Ray tasks, resumable.
 
-Each worker process loads the data once, then claims a task (architecture, seed), trains the architecture from
+The trainings run on the run's engine: ``optuna`` (N local worker processes) or ``ray`` (N Ray tasks on a local
+cluster, or on an existing one at ``--address``/``search.ray_address``; every node must see the run directory,
+as for a Ray search with a journal storage). Each worker loads the data once, then claims a task (architecture, seed), trains the architecture from
 scratch with the standalone :class:`~nas.finetune.Recipe` (checkpoint every epoch in ``RUN/ranking/``), scores it
 on the validation split and tells the trial. Each worker uses the run's ``supernet.threads`` torch threads
 (default 1), at most ``cores // workers``. An
@@ -139,6 +141,47 @@ def _run_workers(run: RunDir, tasks: list[Task], workers: int, study: optuna.Stu
         raise
 
 
+def _ray_worker(root: str, tasks_json: str, threads: int) -> str:
+    """One Ray task: a worker loop (claims trainings until none is left); returns the worker's name."""
+    _worker_process(root, tasks_json, threads)
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _run_ray_workers(
+    run: RunDir, tasks: list[Task], workers: int, study: optuna.Study, threads: int | None, address: str | None
+) -> None:
+    """Run the tasks in ``workers`` Ray tasks of ``threads`` CPUs each (see the module docstring).
+
+    A Ray task that dies (its node lost, its process killed) leaves its training RUNNING; once every task has
+    ended, those are told FAIL, so a rerun trains them again. One ``nas rank`` runs per run (a lock), so every
+    RUNNING training of the ranking study is this command's.
+    """
+    from nas.search.ray.cluster import ray_cluster, ray_dir
+
+    fair = default_threads_per_worker(workers)
+    threads = fair if threads is None else min(threads, fair)
+    payload = json.dumps([{"arch": t.arch.to_dict(), "seed": t.seed, "epochs": t.epochs} for t in tasks])
+    search = run.load_config().search
+    with ray_cluster(ray_dir(run, search), address=address, cpus=workers * threads) as cluster:
+        import ray
+
+        where = f"the Ray cluster at {address}" if address else f"a local Ray cluster on {cluster.node_ip}"
+        print(f"ranking trainings: {min(workers, len(tasks))} Ray task(s) of {threads} CPU(s) on {where}")
+        remote = ray.remote(num_cpus=threads, max_retries=0)(_ray_worker)
+        refs = [remote.remote(str(run.root.resolve()), payload, threads) for _ in range(min(workers, len(tasks)))]
+        failures = []
+        try:
+            for ref in refs:
+                try:
+                    ray.get(ref)
+                except ray.exceptions.RayError as err:  # the others go on; rerun for what this one left
+                    failures.append(str(err).splitlines()[0])
+        finally:
+            recover_running(study)
+        for failure in failures:
+            print(f"a Ray task of 'nas rank' failed ({failure}); rerun 'nas rank' to train what it left")
+
+
 def _trainings(result: dict[str, Any]) -> int:
     return len(result.get("archs", [])) * int(result.get("seeds", 0))
 
@@ -156,11 +199,21 @@ def _write(run: RunDir, result: dict[str, Any], keep_fuller: bool) -> None:
 
 
 def rank_run(
-    run: RunDir, *, archs: int = 8, seeds: int = 2, epochs: int = 10, workers: int = 1, keep_fuller: bool = False
+    run: RunDir,
+    *,
+    archs: int = 8,
+    seeds: int = 2,
+    epochs: int = 10,
+    workers: int = 1,
+    keep_fuller: bool = False,
+    engine: str | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Train ``archs`` of the run's candidates ``seeds`` times each, compare with the supernet, write ranking.json.
 
     ``keep_fuller`` (the quick check of ``nas run``) leaves a ranking.json with more trainings in place.
+    ``engine``: ``optuna`` (local worker processes) or ``ray``; default the run's ``search.engine``.
+    ``address``: the Ray cluster to join (default ``search.ray_address``; none: a local cluster).
     """
     from nas.report.selection import competing, select_best
     from supernet import load_supernet
@@ -168,6 +221,12 @@ def rank_run(
     if seeds < 1 or epochs < 1 or workers < 1:
         raise UsageError(f"--seeds, --epochs and --workers must be at least 1, got {seeds}, {epochs}, {workers}")
     cfg = run.load_config()
+    engine = engine or cfg.search.engine
+    if engine not in ("optuna", "ray"):
+        raise UsageError(f"engine {engine!r} is not one of the allowed engines: 'optuna', 'ray'")
+    address = address or cfg.search.ray_address
+    if address and engine != "ray":
+        raise UsageError("--address is the Ray cluster to join: it goes with engine ray")
     checkpoint = run.require_supernet()
     records = run_records(run)
     pool = competing(records)
@@ -190,10 +249,13 @@ def rank_run(
         tasks = [Task(a, s, epochs) for s in range(seeds) for a in ranked]
         study = open_ranking_study(run, cfg.search)
         recover_running(study)
-        _run_workers(run, tasks, workers, study, cfg.supernet.threads)
+        if engine == "ray":
+            _run_ray_workers(run, tasks, workers, study, cfg.supernet.threads, address)
+        else:
+            _run_workers(run, tasks, workers, study, cfg.supernet.threads)
         result = analyse(ranked, finished_accuracies(study), seeds, epochs)
     seconds = time.perf_counter() - start
-    result.update(workers=workers, seconds=seconds, data=cfg.data.dataset, space=cfg.space.name,
+    result.update(workers=workers, engine=engine, seconds=seconds, data=cfg.data.dataset, space=cfg.space.name,
                   recipe=Recipe(epochs=epochs).dump())
     _write(run, result, keep_fuller)
     previous = run.read_info().get("timings", {}).get("rank_s", 0.0)

@@ -83,3 +83,28 @@ def test_bad_input_exits_2(searched_run: Path, tmp_path: Path, capsys: pytest.Ca
     assert main(["finetune", "--run", str(searched_run), "--distill", "0.5", "--teacher", "nope"]) == 2
     err = capsys.readouterr().err
     assert "not a run directory" in err and "at least 2" in err and "not a candidate" in err and "MODULE:CALLABLE" in err
+
+
+def test_rank_on_ray_runs_the_trainings_as_ray_tasks(
+    searched_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(searched_run, run, ignore=shutil.ignore_patterns(".*.lock", "ray"))
+    # 2 epochs: tasks no other test of this module trained (a task is architecture, seed and epochs).
+    args = ["rank", "--run", str(run), "--archs", "2", "--seeds", "1", "--epochs", "2", "--workers", "2"]
+    assert main([*args, "--engine", "ray"]) == 0
+    result = json.loads((run / "ranking.json").read_text())
+    assert result["engine"] == "ray" and result["complete"] and len(result["archs"]) == 2
+    trained = [t for t in _ranking_trials(run) if t.user_attrs.get("key", "").endswith("-e2")]
+    assert len(trained) == 2 and all(t.state == TrialState.COMPLETE for t in trained)
+    assert "Ray task(s)" in capsys.readouterr().out
+    # Ray's files stay in the run directory.
+    assert (run / "ray" / "tmp").is_dir()
+
+
+def test_rank_refuses_an_address_without_engine_ray(searched_run: Path) -> None:
+    from nas.core.errors import UsageError
+    from nas.ranking import rank_run
+
+    with pytest.raises(UsageError, match="goes with engine ray"):
+        rank_run(RunDir(searched_run), engine="optuna", address="127.0.0.1:6379")
