@@ -75,7 +75,8 @@ def ranking_section(out_dir: Path, ranking: Mapping[str, Any] | None) -> list[Bl
                            "scratch and says how well the supernet's order agrees with theirs."))
         return blocks
     rows = [r for r in ranking.get("archs", []) if isinstance(r, Mapping)]
-    blocks.append(Para(f"Verdict: {str(ranking.get('verdict', 'unknown')).upper()}. {ranking.get('reason', '')}"))
+    reason = str(ranking.get("reason", ""))
+    blocks.append(Para(f"Verdict: {str(ranking.get('verdict', 'unknown')).upper()}. {reason[:1].upper()}{reason[1:]}"))
     items = [
         f"{len(rows)} of {ranking.get('planned_archs', len(rows))} architectures spread over the supernet's accuracy "
         f"range, each trained from scratch with {ranking.get('seeds')} seed(s) for {ranking.get('epochs')} epoch(s) "
