@@ -112,6 +112,7 @@ def test_bad_config_key_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
     _usage_error(subprocess.CompletedProcess([], code, "", capsys.readouterr().err), "latency_ms")
 
 
+@pytest.mark.long
 def test_profile_with_a_latency_table(tmp_path: Path) -> None:
     arch = json.dumps({f"layer_{i}": "shuffle5" for i in range(7)})
     args = ["profile", "--space", "shufflenet", "--layout", "small", "--arch", arch, "--threads", "1", "--json"]

@@ -16,7 +16,7 @@ from nas.cli.main import main
 from nas.core.run_dir import RunDir
 from nas.search.records import read_trials_csv
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.long, pytest.mark.timeout(900)]
 
 
 @pytest.mark.parametrize("space", ["efficientnet", "nasnet"])

@@ -85,6 +85,7 @@ def test_bad_input_exits_2(searched_run: Path, tmp_path: Path, capsys: pytest.Ca
     assert "not a run directory" in err and "at least 2" in err and "not a candidate" in err and "MODULE:CALLABLE" in err
 
 
+@pytest.mark.long
 def test_rank_on_ray_runs_the_trainings_as_ray_tasks(
     searched_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

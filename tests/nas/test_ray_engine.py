@@ -356,6 +356,7 @@ def test_an_address_where_something_else_answers_exits_2_within_10_s(
     assert not _complete(run)
 
 
+@pytest.mark.long
 def test_a_relative_run_directory_works(trained_run: Path, tmp_path: Path) -> None:
     run = _copy_run(trained_run, tmp_path)
     home = tmp_path / "home"
