@@ -45,11 +45,29 @@ def positive_int(text: str) -> int:
     return value
 
 
-def finite_non_negative_float(text: str) -> float:
+def _float(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{clip(text)} is not a number") from None
+
+
+def positive_float(text: str) -> float:
+    value = _float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{clip(text)} must be a finite positive number")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = _float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{clip(text)} must be between 0 and 1")
+    return value
+
+
+def finite_non_negative_float(text: str) -> float:
+    value = _float(text)
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"{clip(text)} must be a finite non-negative number (leave the flag out for no bound)")
     return value

@@ -7,27 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nas.cli.args import fraction, positive_float
+
 __all__ = ["register"]
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
-    return value
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
@@ -69,11 +51,11 @@ def register(sub: Any, positive_int: Callable[[str], int]) -> None:
     p.add_argument("--epochs", type=positive_int, default=20, help="training epochs (default 20)")
     p.add_argument("--init", choices=("supernet", "scratch"), default="supernet",
                    help="start from the supernet's weights (default) or from scratch")
-    p.add_argument("--lr", type=_positive_float, default=None, help="peak learning rate (default 0.02 supernet, 0.1 scratch)")
-    p.add_argument("--mixup", type=_positive_float, default=None, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA)")
-    p.add_argument("--distill", type=_fraction, default=None, metavar="W",
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default 0.02 supernet, 0.1 scratch)")
+    p.add_argument("--mixup", type=positive_float, default=None, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA)")
+    p.add_argument("--distill", type=fraction, default=None, metavar="W",
                    help="knowledge distillation: weight W of the teacher's soft targets (0..1)")
     p.add_argument("--teacher", default="largest", help="'largest' (the run's largest candidate) or MODULE:CALLABLE")
-    p.add_argument("--temperature", type=_positive_float, default=4.0, help="distillation temperature (default 4)")
+    p.add_argument("--temperature", type=positive_float, default=4.0, help="distillation temperature (default 4)")
     p.add_argument("--seed", type=int, default=0, help="data order and, from scratch, initial weights (default 0)")
     p.set_defaults(func=_cmd_finetune)
