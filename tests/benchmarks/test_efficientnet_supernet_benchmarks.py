@@ -10,13 +10,9 @@ the shufflenet benchmarks). A candidate is scored on the data resized once to it
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import statistics
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,27 +34,12 @@ from supernet import (
     train_supernet,
 )
 from supernet._optim import make_optimizer
+from tests.benchmarks._figures import write_figures
 
 pytestmark = pytest.mark.benchmark
 
-RESULTS = Path(__file__).resolve().parents[2] / "results" / "benchmarks"
 # A short single-path schedule: the small layout's paths cost 3-40x the shufflenet ones on one core.
 TRAIN = {"epochs": 12, "warmup_epochs": 1.0}
-
-
-def _write(name: str, figures: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    record = {
-        **figures,
-        "machine": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "load_average_1min": os.getloadavg()[0],
-        },
-    }
-    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def _digits(side: int, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
@@ -120,7 +101,7 @@ def test_accuracy_and_time_per_candidate(trained):
     without = [_score(net, a, data, cfg, None, i).accuracy for i, a in enumerate(archs)]
     accuracy = [s.accuracy for s in with_bn]
     history = trained["result"].history
-    _write("efficientnet_supernet_accuracy", {
+    write_figures("efficientnet_supernet_accuracy", {
         "task": "digits 16x16, 70/15/15 split (seed 0), efficientnet layout 'small', 20 random subnets, "
                 "each scored on the data resized to its own resolution",
         "config": cfg.model_dump(mode="json"),
@@ -134,7 +115,7 @@ def test_accuracy_and_time_per_candidate(trained):
         "val_accuracy_inherited_bn": {"median": statistics.median(without), "min": min(without),
                                       "max": max(without)},
     })
-    _write("efficientnet_supernet_candidate_time", {
+    write_figures("efficientnet_supernet_candidate_time", {
         "what": "per candidate: extract, BN recalibration on K training batches, validation accuracy, on data "
                 "resized once per resolution (the resizing is counted apart, once per resolution)",
         "bn_batches": cfg.bn_batches,
@@ -197,7 +178,7 @@ def test_step_time_vs_extracted_largest_subnet():
                          "mult_adds": net.mult_adds(arch), "supernet_ms": s_med * 1e3, "subnet_ms": b_med * 1e3,
                          "ratio": s_med / b_med})
     ratio = per_arch[0]["ratio"]
-    _write("efficientnet_supernet_step_time", {
+    write_figures("efficientnet_supernet_step_time", {
         "what": "training step (forward, loss, backward, grad clipping, SGD) on one batch of 64 digits: supernet "
                 "path on the raw 16x16 batch (resized inside forward) vs the same subnet extracted and trained "
                 "alone on the batch resized beforehand; median of 15 interleaved steps, 1 thread",

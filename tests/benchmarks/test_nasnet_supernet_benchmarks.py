@@ -29,13 +29,9 @@ is mostly the cell output's changing concatenation, not capacity or the classifi
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import statistics
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,27 +46,12 @@ from search_spaces.nasnet import NASNET_A_NORMAL, NASNET_A_REDUCE, NASNetSpace
 from supernet import NASNetSupernet, TrainConfig, UniformSampler, build_supernet, score_subnet, train_supernet
 from supernet._optim import WarmupCosine, make_optimizer
 from supernet.data import make_loader
+from tests.benchmarks._figures import write_figures
 
 pytestmark = pytest.mark.benchmark
 
-RESULTS = Path(__file__).resolve().parents[2] / "results" / "benchmarks"
 # The training of ``nas run --config nasnet-small``.
 SHORT = TrainConfig.from_dict(BUILTIN_CONFIGS["nasnet-small"]["supernet"])
-
-
-def _write(name: str, figures: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    record = {
-        **figures,
-        "machine": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "load_average_1min": os.getloadavg()[0],
-        },
-    }
-    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def _small() -> NASNetSpace:
@@ -118,7 +99,7 @@ def test_nasnet_supernet_accuracy_on_digits(trained):
         "val_accuracy_recalibrated": {"median": statistics.median(with_bn), "min": min(with_bn), "max": max(with_bn)},
         "val_accuracy_inherited_bn": {"median": statistics.median(without), "min": min(without), "max": max(without)},
     }
-    _write("nasnet_supernet_accuracy", figures)
+    write_figures("nasnet_supernet_accuracy", figures)
     # No accuracy floor: near chance (0.1), both medians differ by noise (see the module docstring).
     assert len(with_bn) == len(without) == 20
 
@@ -146,7 +127,7 @@ def test_nasnet_fixed_path_learns():
         losses.append(statistics.mean(epoch_losses))
     seconds = time.perf_counter() - start
     score = score_subnet(net, arch, data.train, data.val, bn_batches=SHORT.bn_batches, batch_size=SHORT.batch_size)
-    _write("nasnet_supernet_fixed_path", {
+    write_figures("nasnet_supernet_fixed_path", {
         "what": "NASNet-A's cells trained as the only path of the nasnet 'small' supernet (digits 16x16, the "
                 "nasnet-small recipe for 3 epochs), then BN recalibration and "
                 "validation accuracy; the uniform training's figures are in nasnet_supernet_accuracy.json",
@@ -164,7 +145,7 @@ def test_nasnet_candidate_time(trained):
     sampler = UniformSampler(net.space, seed=7)
     scores = [score_subnet(net, sampler.sample(), trained["train"], trained["val"], bn_batches=SHORT.bn_batches,
                               batch_size=SHORT.batch_size) for _ in range(20)]
-    _write("nasnet_supernet_candidate_time", {
+    write_figures("nasnet_supernet_candidate_time", {
         "what": "per candidate of the nasnet 'small' supernet: extract, BN recalibration on K training batches, "
                 "validation accuracy",
         "bn_batches": SHORT.bn_batches,
@@ -225,7 +206,7 @@ def test_nasnet_supernet_step_time_vs_subnet():
         per_arch.append({"arch_id": arch.arch_id, "supernet_ms": s_med * 1e3, "subnet_ms": b_med * 1e3,
                          "ratio": s_med / b_med})
     ratio = statistics.median(a["ratio"] for a in per_arch)
-    _write("nasnet_supernet_step_time", {
+    write_figures("nasnet_supernet_step_time", {
         "what": "training step (forward, loss, backward, grad clipping, SGD) on one batch of 64 images 16x16: "
                 "nasnet 'small' supernet path vs the same subnet extracted and trained alone; median of 20 "
                 "interleaved steps per architecture, 5 architectures, 1 thread",
@@ -286,7 +267,7 @@ def test_nasnet_parameter_memory_vs_largest_subnet():
         return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
 
     supernet_params = sum(p.numel() for p in net.parameters())
-    _write("nasnet_supernet_memory", {
+    write_figures("nasnet_supernet_memory", {
         "what": "parameters (and parameter + buffer bytes, float32) of the nasnet 'small' supernet against its "
                 "largest subnet (constructed, and larger than each of 500 random subnets) and random subnets",
         "supernet_params": supernet_params,

@@ -9,8 +9,6 @@ task, rebuilt here because tests of ``supernet`` do not import ``nas``.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,25 +29,10 @@ from torch.utils.data import TensorDataset
 from search_spaces import get_space
 from supernet import Supernet, TrainConfig, UniformSampler, build_supernet, score_subnet, train_supernet
 from supernet._optim import make_optimizer
+from tests.benchmarks._figures import write_figures
 
 pytestmark = pytest.mark.benchmark
 
-RESULTS = Path(__file__).resolve().parents[2] / "results" / "benchmarks"
-
-
-def _write(name: str, figures: dict[str, Any]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    record = {
-        **figures,
-        "machine": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "load_average_1min": os.getloadavg()[0],
-        },
-    }
-    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def digits_16(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
@@ -104,7 +87,7 @@ def test_supernet_accuracy_on_digits(trained):
         "val_accuracy_inherited_bn": {"median": statistics.median(without), "min": min(without), "max": max(without)},
         "targets": {"train_seconds_max": 180, "median_recalibrated_min": 0.90},
     }
-    _write("supernet_accuracy", figures)
+    write_figures("supernet_accuracy", figures)
     assert trained["seconds"] <= 180
     assert statistics.median(with_bn) >= 0.90
     assert statistics.median(with_bn) > statistics.median(without)
@@ -131,7 +114,7 @@ def test_candidate_recalibration_and_validation_time(trained):
             "total": statistics.median(s.seconds_extract + s.seconds_bn + s.seconds_eval for s in scores),
         },
     }
-    _write("supernet_candidate_time", figures)
+    write_figures("supernet_candidate_time", figures)
     assert all(s.bn_batches == cfg.bn_batches for s in scores)
 
 
@@ -178,7 +161,7 @@ def test_supernet_step_time_vs_static_subnet():
         per_arch.append({"arch_id": arch.arch_id, "supernet_ms": s_med * 1e3, "subnet_ms": b_med * 1e3,
                          "ratio": ratios[-1]})
     ratio = statistics.median(ratios)
-    _write("supernet_step_time", {
+    write_figures("supernet_step_time", {
         "what": "training step (forward, loss, backward, grad clipping, SGD) on one batch of 64 digits 16x16: "
                 "supernet path vs the same subnet extracted and trained alone; median of 50 interleaved steps "
                 "per architecture, 5 architectures, 1 thread",
@@ -230,7 +213,7 @@ def test_supernet_training_peak_memory():
     )
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     delta_mib = (figures["peak_kib"] - figures["rss_before_kib"]) / 1024
-    _write("supernet_memory", {
+    write_figures("supernet_memory", {
         "what": "peak resident memory added by 2 epochs of supernet training (small layout, batch 64, "
                 "digits 16x16, 1 thread) in a fresh process, above its resident set after imports, data "
                 "and supernet construction",
