@@ -3,12 +3,14 @@
 What is shared, and how a path runs:
 
 * **Candidate operations.** In every placed cell, block ``b`` holds one module of every operation of the
-  space's operation set for every state it may read (the cell's two inputs and blocks ``0 .. b-1``):
-  ``cells.{cell}.candidates.{b}.{state}.{op}``. The input decides the module's shape and stride (a reduction
-  cell strides only on its two inputs; the first cell's ``h_{i-1}`` may be wider), so modules are per (block,
-  input, operation) and each carries its own BN statistics. The two sides of a block share them: a block adds
-  its two terms, so ``op(s) + op'(s')`` and ``op'(s') + op(s)`` are one network, and now one set of weights.
-  Modules are built by the space's own ``make_op``, so a candidate's state dict is the static layer's.
+  space's operation set for every *variant* of the states it may read (the cell's two inputs and blocks
+  ``0 .. b-1``): ``cells.{cell}.candidates.{b}.{variant}.{op}``. A variant is one (input channels, stride)
+  pair, so an operation has separate weights only where the input's shape or stride makes it differ: a
+  reduction cell strides on its two inputs only (two variants), the first cell's ``h_{i-1}`` may be wider
+  (its own variant), and every other state of a cell is one variant. The two sides of a block share the
+  modules too. A path that applies one operation to two states of one variant in one block runs that module
+  twice (the static network has two copies; extraction copies it into both). Modules are built by the space's
+  own ``make_op``, so a candidate's state dict is the static layer's.
 * **Input adjustments and classifier.** A cell's output width depends on how many states it concatenates;
   the layers reading it hold one weight group per state slot and use the groups of the states concatenated
   (``supernet._nasnet_parts``). When a same-size ``h_{i-1}`` already has the cell's width, the static network
@@ -26,8 +28,9 @@ Path samplers on this space: ``UniformSampler`` draws every label independently,
 reduction cell are drawn independently. ``FairSampler`` is strict over operation labels and balanced over
 input labels: its group size is the largest option count (the operation count, 13 by default), so within a
 group every operation of every block side trains exactly once, while an input label of ``m`` options takes
-each input ``n // m`` or ``n // m + 1`` times. A weight here is per (input, operation), so its updates are
-fair in expectation only, not strictly.
+each input ``n // m`` or ``n // m + 1`` times. A weight here is per (input variant, operation): in a normal
+cell past the first, where every state is one variant, each operation module of a block trains exactly
+twice per group (once per side); where the inputs fall in several variants, fair in expectation only.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def _prefixed(prefix: str, state: Mapping[str, torch.Tensor]) -> dict[str, torch
 
 
 class NASNetCellSupernet(nn.Module):
-    """Every candidate of one placed cell: adjustments, operations per (block, input), output fits."""
+    """Every candidate of one placed cell: adjustments, operations per (block, input variant), output fits."""
 
     def __init__(
         self,
@@ -97,13 +100,22 @@ class NASNetCellSupernet(nn.Module):
             self.adjust_prev = GroupedActConvNorm(prev.group_width, prev.num_groups, f)
             state1_channels = f
         channels = [f, state1_channels] + [f] * num_blocks
+        # An operation differs between two states only when their channel count or stride does: a "variant"
+        # is one (in_channels, stride) pair, numbered in order of the first state that has it.
+        shapes = [(channels[s], 2 if reduction and s < 2 else 1) for s in range(2 + num_blocks)]
+        variants = list(dict.fromkeys(shapes))
+        self.variant_of: tuple[int, ...] = tuple(variants.index(shape) for shape in shapes)
         candidates = []
         for b in range(num_blocks):
-            per_input = []
-            for state in range(2 + b):
-                stride = 2 if reduction and state < 2 else 1
-                per_input.append(nn.ModuleDict({op: make_op(op, channels[state], f, stride) for op in operations}))
-            candidates.append(nn.ModuleList(per_input))
+            readable = sorted({self.variant_of[s] for s in range(2 + b)})
+            candidates.append(
+                nn.ModuleDict(
+                    {
+                        str(v): nn.ModuleDict({op: make_op(op, variants[v][0], f, variants[v][1]) for op in operations})
+                        for v in readable
+                    }
+                )
+            )
         self.candidates = nn.ModuleList(candidates)
         # Output fits of the two cell inputs, used when the cell concatenates them (as NASNetCell.fit_output).
         fits: list[nn.Module] = []
@@ -117,7 +129,9 @@ class NASNetCellSupernet(nn.Module):
         self.fit = nn.ModuleList(fits)
 
     def candidate(self, block: int, state: int, op: str) -> nn.Module:
-        return cast(nn.ModuleDict, cast(nn.ModuleList, self.candidates[block])[state])[op]
+        """The module of ``op`` in ``block`` when it reads ``state`` (shared by the states of one variant)."""
+        per_variant = cast(nn.ModuleDict, self.candidates[block])
+        return cast(nn.ModuleDict, per_variant[str(self.variant_of[state])])[op]
 
     def _prev_is_identity(self, prev_groups: Groups) -> bool:
         """The static cell has no adjustment of a same-size ``h_{i-1}`` that already has its width."""
@@ -166,13 +180,45 @@ class NASNetCellSupernet(nn.Module):
         return state
 
 
+def _delta(weight: torch.Tensor) -> torch.Tensor:
+    """The channel-preserving kernel of ``weight``'s shape ``(out, in_per_group, kh, kw)``: output channel ``o``
+    reads input channel ``o mod in_per_group`` at the kernel's centre, with weight 1."""
+    out, inp, kh, kw = weight.shape
+    delta = torch.zeros_like(weight)
+    index = torch.arange(out)
+    delta[index, index % inp, kh // 2, kw // 2] = 1.0
+    return delta
+
+
+def align_cells(cells: nn.Module, noise: float) -> None:
+    """Aligned initialisation: every convolution in ``cells`` becomes ``delta + noise * (its random init)``.
+
+    Why: uniform single-path training of a NASNet supernet from the usual random initialisation does not
+    learn at all on a small budget (random subnets at chance; see tests/benchmarks/test_nasnet_supernet_benchmarks.py).
+    Every state of a cell and every operation's output has its own, arbitrary channel basis, and a new path
+    every step combines them differently, so the layers after them see a new basis every step. Started from
+    channel-preserving kernels, every operation and every input adjustment begins close to a (scaled) identity
+    on the stem's channels: all paths agree at the start, and the noise lets them specialise from there.
+    The static network is unchanged (only the supernet's starting point is), so extraction stays exact.
+    """
+    with torch.no_grad():
+        for param in cells.parameters():
+            if param.dim() == 4:
+                param.copy_(_delta(param) + noise * param)
+
+
 class NASNetSupernet(Supernet):
-    """All cells of a ``NASNetSpace`` with every (block, input, operation) candidate; see the module docstring."""
+    """All cells of a ``NASNetSpace`` with every (block, input, operation) candidate; see the module docstring.
+
+    ``aligned_init`` (default 0.1): the cells' convolutions start as channel-preserving kernels plus this
+    multiple of their random initialisation (``align_cells``); ``None`` keeps the plain random initialisation.
+    """
 
     space: NASNetSpace
     supports_drop_path: ClassVar[bool] = True
+    OPTIONS: ClassVar[frozenset[str]] = frozenset({"aligned_init"})
 
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, space: SearchSpace, aligned_init: float | None = 0.1) -> None:
         if not isinstance(space, NASNetSpace):
             raise ValueError(f"NASNetSupernet needs a NASNetSpace, got {type(space).__name__}")
         super().__init__(space)
@@ -199,6 +245,10 @@ class NASNetSupernet(Supernet):
         self.kinds: tuple[str, ...] = tuple(p.kind for p in space.placements())
         last = features[-1]
         self.classifier = GroupedLinear(last.group_width, last.num_groups, cfg.num_classes)
+        if aligned_init is not None:
+            if not aligned_init >= 0.0:  # NaN too
+                raise ValueError(f"aligned_init must be a non-negative noise scale or None, got {aligned_init}")
+            align_cells(self.cells, aligned_init)
 
     def forward(
         self, x: torch.Tensor, arch: Architecture | Mapping[str, Any], drop_path: float = 0.0

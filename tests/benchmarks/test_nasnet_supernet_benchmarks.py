@@ -6,25 +6,24 @@ Run with ``pytest -m benchmark tests/benchmarks/test_nasnet_supernet_benchmarks.
 ``nas.core.data.load_dataset`` (70/15/15 stratified split, seed 0); layout ``small`` of space ``nasnet``.
 
 The training is the one ``nas run --config nasnet-small`` does (its ``supernet`` section of
-``nas.core.builtin_configs``: 12 epochs, lr 0.05, 5 BN-recalibration batches).
+``nas.core.builtin_configs``: 24 epochs with 4 of warm-up, lr 0.05, 5 BN-recalibration batches).
 
-After it the random subnets score near chance, far below the ShuffleNet supernet's ~97%. What was checked
-(issue 12 follow-up, branch nasnet-train): the supernet has no training bug -- one fixed path trained through
-it takes exactly the steps of the static network trained alone (tests/supernet/test_nasnet_supernet.py; on
-digits NASNet-A's cells reach 98% either way in 6 epochs), gradients map exactly onto the static network's,
-and BN recalibration works (a trained path: 80% with inherited statistics, 96% recalibrated). The failure is
-the variation between paths: with the operations fixed and the inputs drawn, or the inputs fixed and the
-operations drawn, or one operation only, or 2-3 blocks, or ENAS's 5 operations, or operation weights shared
-across inputs and blocks, or 4 paths a step, or momentum 0, or lr 0.02-0.5, or 30 epochs, or a curriculum from
-NASNet-A's cells to uniform, the training loss stays at or above chance (2.2-2.4) and random subnets score
-10-20%. Two paths alternating do learn (95%). ``test_nasnet_fixed_path_learns`` keeps the contrast in figures.
+What it took for random cells to score well. From the plain random initialisation, uniform single-path
+training did not learn at all: random subnets scored near chance (median 14-18%) although one fixed path
+trained through the supernet takes exactly the steps of the static network alone and reaches 97%
+(test_nasnet_fixed_path_learns; tests/supernet/test_nasnet_supernet.py). Varying one operation site of a fixed
+path trains as well as the fixed path (96%), 4 sites 89%, the 10 operations of the normal cell 16%; the inputs
+alone (one operation, shared across inputs) 21%. Every state of a cell and every operation's output has its own
+random channel basis, and a new path every step combines them differently. Nothing in the recipe helped (lr
+0.01-0.2, Adam, 4 paths a step, 25-40 epochs, frozen BN affine parameters, zero-initialised last BN scales,
+ENAS's shared 1x1 conv before the classifier, 3x the filters): 13-20%.
 
-What narrows it down (one operation, sep_conv_3x3, inputs drawn; plain SGD lr 0.05, 3 epochs, train accuracy
-of the sampled paths): a fixed random path 97%; 2 paths alternating 74%; 8 paths 21%; every step a new path
-11% (chance). Concatenating every block's output instead of the unused ones (not the static network, a
-diagnostic only) lifts the new-path-per-step training to 36%; a shared 1x1 conv + BN before the classifier
-(ENAS's cell-output conv) does not (15%), nor do 3x the filters (15%). So the variation that defeats training
-is mostly the cell output's changing concatenation, not capacity or the classifier. Open.
+The supernet now starts from an aligned initialisation (``supernet.nasnet.align_cells``): every convolution of
+the cells is a channel-preserving kernel plus 0.1x its random initialisation, so all paths compute nearly the
+same function at the start (median correlation of the last cell's features between random paths 0.72, against
+0.04). With the nas-run recipe at 12 epochs the median random cell reaches 81% (noise scale 0 / 0.02 / 0.3:
+80% / 78% / 80%); at 24 epochs 89%, and with 4 warm-up epochs 89% (79-93%), the recipe ``nasnet-small`` now uses
+(lr 0.1: 83%, lr 0.03: 86%, lr 0.2: 16%).
 """
 
 from __future__ import annotations
@@ -100,8 +99,8 @@ def test_nasnet_supernet_accuracy_on_digits(trained):
         "val_accuracy_inherited_bn": {"median": statistics.median(without), "min": min(without), "max": max(without)},
     }
     write_figures("nasnet_supernet_accuracy", figures)
-    # No accuracy floor: near chance (0.1), both medians differ by noise (see the module docstring).
     assert len(with_bn) == len(without) == 20
+    assert statistics.median(with_bn) >= 0.8  # 89% measured (see the module docstring); chance is 10%
 
 
 def test_nasnet_fixed_path_learns():
@@ -114,7 +113,7 @@ def test_nasnet_fixed_path_learns():
     epochs = 3
     steps = epochs * (len(data.train) // SHORT.batch_size)
     optimizer = make_optimizer(net, SHORT)
-    schedule = WarmupCosine(round(SHORT.warmup_epochs * len(data.train) // SHORT.batch_size), steps)
+    schedule = WarmupCosine(len(data.train) // SHORT.batch_size, steps)  # 1 warm-up epoch of the 3
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     criterion = nn.CrossEntropyLoss(label_smoothing=SHORT.label_smoothing)
     params, losses = list(net.parameters()), []
@@ -129,7 +128,7 @@ def test_nasnet_fixed_path_learns():
     score = score_subnet(net, arch, data.train, data.val, bn_batches=SHORT.bn_batches, batch_size=SHORT.batch_size)
     write_figures("nasnet_supernet_fixed_path", {
         "what": "NASNet-A's cells trained as the only path of the nasnet 'small' supernet (digits 16x16, the "
-                "nasnet-small recipe for 3 epochs), then BN recalibration and "
+                "nasnet-small recipe for 3 epochs, 1 of warm-up), then BN recalibration and "
                 "validation accuracy; the uniform training's figures are in nasnet_supernet_accuracy.json",
         "epochs": epochs,
         "train_seconds": seconds,

@@ -139,7 +139,9 @@ def _on_path(net: NASNetSupernet, arch: object) -> tuple[set[str], dict[str, tup
     for (name, cell), (i, p), kind in zip(net.cells.items(), net.wiring, net.kinds):
         spec = specs[kind]
         for b, block in enumerate(spec.blocks):
-            candidates |= {f"cells.{name}.candidates.{b}.{s}.{op}." for s, op in zip(block.inputs, block.ops)}
+            candidates |= {
+                f"cells.{name}.candidates.{b}.{cell.variant_of[s]}.{op}." for s, op in zip(block.inputs, block.ops)
+            }
         candidates |= {f"cells.{name}.fit.{s}." for s in spec.concat_states() if s < 2}
         groups[f"cells.{name}.adjust_input"] = outputs[i]
         if cell.adjust_prev is not None and not cell._prev_is_identity(outputs[p]):
@@ -200,11 +202,20 @@ def test_factory_and_candidate_layout():
     net = build_supernet(space, seed=0)
     assert isinstance(net, NASNetSupernet) and "nasnet" in supported_spaces()
     cell = net.cells["cell_0"]
-    # block b: one ModuleDict of every operation for each of its 2 + b inputs
-    assert [len(per_block) for per_block in cell.candidates] == [2, 3]
+    # Block b holds every operation once per variant (in_channels, stride) among the states it may read. In
+    # the first cell, h_(i-1) is the unadjusted stem output (wider than the filters): a variant of its own.
+    assert cell.variant_of == (0, 1, 0, 0)
+    assert [sorted(per_block.keys()) for per_block in cell.candidates] == [["0", "1"], ["0", "1"]]
+    assert cell.candidate(1, 2, "sep_conv_3x3") is cell.candidate(1, 0, "sep_conv_3x3")  # same shape: shared
+    assert cell.candidate(1, 1, "sep_conv_3x3") is not cell.candidate(1, 0, "sep_conv_3x3")
+    reduction = net.cells["reduction_0"]  # strides on its two inputs only
+    assert reduction.variant_of == (0, 0, 1, 1)
+    assert [sorted(per_block.keys()) for per_block in reduction.candidates] == [["0"], ["0", "1"]]
+    assert reduction.candidate(1, 0, "conv_1x3_3x1") is reduction.candidate(1, 1, "conv_1x3_3x1")
+    assert reduction.candidate(1, 2, "conv_1x3_3x1") is not reduction.candidate(1, 0, "conv_1x3_3x1")
     assert isinstance(cell.candidate(1, 2, "identity"), nn.Identity)  # nothing to adjust: no weights
-    assert not isinstance(net.cells["reduction_0"].candidate(0, 0, "identity"), nn.Identity)  # strided 1x1 conv
-    assert set(cell.candidates[0][0].keys()) == set(TINY["operations"])  # type: ignore[arg-type]
+    assert not isinstance(reduction.candidate(0, 0, "identity"), nn.Identity)  # strided 1x1 conv
+    assert set(cell.candidates[0]["0"].keys()) == set(TINY["operations"])  # type: ignore[arg-type,index]
     a, b = build_supernet(space, seed=4).state_dict(), build_supernet(space, seed=4).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -258,6 +269,16 @@ def _sgd_steps(
     return losses
 
 
+def _reuses_a_module(net: NASNetSupernet, arch: object) -> bool:
+    specs = net.space.decode(arch)  # type: ignore[arg-type]
+    for cell, kind in zip(net.cells.values(), net.kinds):
+        for b, block in enumerate(specs[kind].blocks):
+            first, second = (cell.candidate(b, s, op) for s, op in zip(block.inputs, block.ops))
+            if first is second and any(True for _ in first.parameters()):
+                return True
+    return False
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_one_path_trains_as_the_static_network_alone(seed):
     """No training bug on the supernet side: one fixed path trained through the supernet takes the very steps
@@ -266,7 +287,10 @@ def test_one_path_trains_as_the_static_network_alone(seed):
     variation between paths, not the path itself (tests/benchmarks/test_nasnet_supernet_benchmarks.py)."""
     space = _space(TINY)
     net = build_supernet(space, seed=seed).train()
-    arch = space.sample(np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    # A block whose two sides apply one operation to states of one variant runs one shared module twice,
+    # where the static network has two modules: its gradients add up. Take a path without such a block.
+    arch = next(a for a in (space.sample(rng) for _ in range(200)) if not _reuses_a_module(net, a))
     static = net.extract(arch).train()
     gen = torch.Generator().manual_seed(seed)
     batch = (torch.randn(16, 1, 8, 8, generator=gen), torch.randint(0, 10, (16,), generator=gen))
@@ -279,3 +303,43 @@ def test_one_path_trains_as_the_static_network_alone(seed):
     for key, value in static.state_dict().items():
         if value.is_floating_point():
             assert (trained[key] - value).abs().max().item() <= 1e-4, key
+
+
+def _path_agreement(net: NASNetSupernet, space: NASNetSpace) -> float:
+    """Median correlation, over pairs of 8 random paths, of the last cell's pooled output (channel groups summed)."""
+    last = net.cells[list(net.cells)[-1]]
+    outputs: list[torch.Tensor] = []
+    hook = last.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+    x = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for seed in range(8):
+            net(x, space.sample(np.random.default_rng(seed)))
+    hook.remove()
+    pooled = [o.mean(dim=(2, 3)).reshape(16, -1, last.filters).sum(dim=1).flatten() for o in outputs]
+    pairs = [torch.corrcoef(torch.stack([pooled[i], pooled[j]]))[0, 1].item() for i in range(8) for j in range(i + 1, 8)]
+    return float(np.median(pairs))
+
+
+def test_aligned_initialisation_makes_paths_agree_at_the_start():
+    """Why uniform training learns at all (tests/benchmarks/test_nasnet_supernet_benchmarks.py): from the aligned
+    start, random paths compute nearly the same features; from the plain random one they are unrelated."""
+    space = _space(TINY)
+    aligned = build_supernet(space, seed=0).train()
+    plain = build_supernet(space, seed=0, aligned_init=None).train()
+    assert _path_agreement(aligned, space) > 0.5
+    assert abs(_path_agreement(plain, space)) < 0.25
+    # Every convolution of the cells is the channel-preserving kernel plus 0.1x the plain initialisation.
+    plain_state = plain.state_dict()
+    for name, value in aligned.state_dict().items():
+        if name.startswith("cells.") and value.dim() == 4:
+            out, inp, kh, kw = value.shape
+            delta = torch.zeros_like(value)
+            delta[torch.arange(out), torch.arange(out) % inp, kh // 2, kw // 2] = 1.0
+            assert torch.allclose(value, delta + 0.1 * plain_state[name]), name
+        elif not name.startswith("cells."):
+            assert torch.equal(value, plain_state[name]), name
+    # The static networks extracted from it are exact all the same.
+    arch = space.sample(np.random.default_rng(3))
+    assert _parity(aligned.eval(), arch, torch.randn(2, 1, 8, 8)) <= 1e-5
+    with pytest.raises(ValueError, match="aligned_init must be a non-negative"):
+        build_supernet(space, seed=0, aligned_init=-0.5)
