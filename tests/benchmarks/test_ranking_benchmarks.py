@@ -1,7 +1,7 @@
 """Can the supernet's ranking be trusted on the built-in ``strokes`` task? And what does fine-tuning add?
 
 For each space with a supernet (``supernet.supported_spaces()``): a run of the ``strokes`` named config (the
-space's ``small`` layout, ``TRAIN_LIMIT`` training images, ``TRIALS`` candidates), then ``nas rank`` with
+space's ``small`` layout and the supernet recipe of its ``SPACE-small`` config but its epochs, ``TRAIN_LIMIT`` training images, ``TRIALS`` candidates), then ``nas rank`` with
 ``ARCHS`` architectures, 2 seeds, ``EPOCHS`` epochs and 2 workers: Kendall tau supernet vs standalone with its
 interval, the seed-noise ceiling, tau with and without BN recalibration. Then ``nas finetune`` of the winner from
 the supernet's weights (``EPOCHS`` epochs): the gain over the inherited weights on the validation split, and the
@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import torch
 
+from nas.core.builtin_configs import BUILTIN_CONFIGS
 from nas.core.config import load_config, merge_config
 from nas.core.run_dir import RunDir
 from nas.finetune.run import FinetuneRequest, finetune_run
@@ -41,7 +42,15 @@ RESULTS = Path(__file__).resolve().parents[2] / "results" / "benchmarks"
 TRAIN_LIMIT, TRIALS, ARCHS, SEEDS, EPOCHS = 1500, 16, 6, 2, 4
 
 
+def _space_recipe(space: str) -> dict[str, Any]:
+    """The supernet recipe of the space's own named config (``nasnet-small``: lr 0.05, 4 warm-up epochs), but
+    its epochs: ``strokes`` sets those for its larger training split."""
+    named = BUILTIN_CONFIGS.get(f"{space}-small", {}).get("supernet", {})
+    return {k: v for k, v in named.items() if k != "epochs"}
+
+
 def _run(space: str, root: Path, train_limit: int = TRAIN_LIMIT, trials: int = TRIALS, **supernet: Any) -> RunDir:
+    supernet = {**_space_recipe(space), **supernet}
     cfg = merge_config(
         load_config("strokes"),
         {
