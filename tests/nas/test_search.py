@@ -159,9 +159,12 @@ def test_kill_9_of_a_worker_loses_nothing(trained_run: Path, tmp_path: Path) -> 
 @pytest.mark.faults
 def test_ctrl_c_then_rerun_finishes_the_count(trained_run: Path, tmp_path: Path) -> None:
     run = _copy_run(trained_run, tmp_path)
-    # 12 asked, interrupted after the first: CI saw 4 tiny trials all finish before the signal arrived.
+    # A shell without job control starts background commands with SIGINT ignored, and an ignored signal stays
+    # ignored across exec (Python then installs no KeyboardInterrupt handler): give the child the default
+    # disposition, as a terminal's Ctrl-C finds it, whatever started the test run.
     proc = subprocess.Popen(_nas("search", "--run", str(run.root), "--trials", "12"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for_complete(run, 1, proc)
         proc.send_signal(signal.SIGINT)
