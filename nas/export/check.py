@@ -2,10 +2,11 @@
 
 Verification (:func:`verify_onnx`): an ONNX Runtime session on ``CPUExecutionProvider`` runs the verification batch
 and its first sample alone (the dynamic batch axis in use); the largest absolute difference from the PyTorch output
-must be at most ``tolerance = atol * max(1, max |PyTorch output|)``: float32 rounding grows with the size of the
-values, so logits of 30 may differ by more than 1e-4 with nothing wrong in the file. With labels the accuracy of both must be equal. Latency of ONNX Runtime and of PyTorch
-eager, at batch 1 and at the verification batch, with the same thread count, is measured with the method of
-:mod:`profilers.latency` (its warm-up, sampling and statistics).
+must be at most ``tolerance = atol * max(1, max |PyTorch output|)`` (float32 rounding grows with the size of the
+values: logits of 30 may differ by more than 1e-4 with nothing wrong in the file), and with labels the accuracy
+of both must be equal. Latency of ONNX Runtime and of PyTorch eager, at batch 1 and at the verification batch,
+with the same thread count, is measured with the method of :mod:`profilers.latency` (its warm-up, sampling and
+statistics).
 """
 
 from __future__ import annotations
