@@ -27,9 +27,9 @@ def test_more_samples_per_class_keep_the_first_ones() -> None:
     assert np.array_equal(small[:3], large[:3]) and np.array_equal(small[3:], large[5:8])
 
 
-def test_strokes_follow_the_class_orientation() -> None:
+def test_the_long_stroke_follows_the_class_orientation() -> None:
     """Without noise or distractors, the image's dominant gradient orientation is the class's."""
-    spec = StrokeSpec(samples_per_class=20, distractors=0, noise=0.0, jitter_deg=0.0, num_classes=4, length_min=7)
+    spec = StrokeSpec(samples_per_class=20, distractors=0, noise=0.0, jitter_deg=0.0, num_classes=4)
     images, labels = make_strokes(spec)
     for cls in range(4):
         gy, gx = np.gradient(images[labels == cls, 0], axis=(1, 2))
@@ -42,10 +42,10 @@ def test_strokes_follow_the_class_orientation() -> None:
 
 
 def test_load_dataset_splits_and_refuses_a_root(tmp_path) -> None:
-    bundle = load_dataset("strokes")
-    assert bundle.sizes() == {"train": 3500, "val": 750, "test": 750}
+    bundle = load_dataset("strokes", val_fraction=0.4, test_fraction=0.25)
+    assert bundle.sizes() == {"train": 3500, "val": 4000, "test": 2500}
     assert (bundle.in_channels, bundle.num_classes, bundle.input_size) == (1, 10, 16)
-    assert bundle.class_names[1] == "18deg" and "strokes v1" in bundle.source
+    assert bundle.class_names[1] == "18deg" and "strokes v2" in bundle.source
     with pytest.raises(ValueError, match="takes no root"):
         load_dataset("strokes", root=tmp_path)
 
@@ -53,11 +53,22 @@ def test_load_dataset_splits_and_refuses_a_root(tmp_path) -> None:
 def test_the_named_config_strokes_and_a_missing_file() -> None:
     cfg = load_config("strokes")
     assert cfg.name == "strokes" and cfg.data.dataset == "strokes" and cfg.supernet.epochs == 20
+    assert (cfg.data.val_fraction, cfg.data.test_fraction) == (0.4, 0.25)
     with pytest.raises(ConfigError, match=r"built-in names: .*strokes"):
         load_config("no-such-config.yaml")
 
 
-@pytest.mark.parametrize("bad", [{"size": 4}, {"num_classes": 1}, {"length_min": 9.0, "length_max": 8.0}, {"noise": -1.0}])
+BAD_SPECS = [
+    {"size": 7},
+    {"num_classes": 1},
+    {"long_min": 9.0, "long_max": 8.0},
+    {"short_min": 0.0},
+    {"contrast_min": 0.8, "contrast_max": 0.5},
+    {"noise": -1.0},
+]
+
+
+@pytest.mark.parametrize("bad", BAD_SPECS)
 def test_bad_parameters_are_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
         StrokeSpec(**bad)
