@@ -40,7 +40,7 @@ PROCESSES = int(os.environ.get("NAS_BENCH_PROCESSES", str(os.cpu_count() or 1)))
 def _train(job: tuple[str, dict[str, Any], int]) -> tuple[float, float]:
     """One standalone training (in a worker process): its validation and training accuracy."""
     torch.set_num_threads(1)
-    from nas.core.config import load_config
+    from nas.core.config import load_config, merge_config
     from nas.core.data import load_dataset
     from nas.finetune import Recipe, train_standalone
     from search_spaces import get_space
@@ -48,7 +48,8 @@ def _train(job: tuple[str, dict[str, Any], int]) -> tuple[float, float]:
 
     dataset, values, seed = job
     if dataset == "strokes":  # the named config's split: 3,500 training and 4,000 validation images
-        data = load_config("strokes").data.model_copy(update={"train_limit": TRAIN_LIMIT}).load()
+        cfg = merge_config(load_config("strokes"), {"data": {"dataset": "strokes", "train_limit": TRAIN_LIMIT}})
+        data = cfg.data.load()
     else:
         data = load_dataset(dataset, train_limit=TRAIN_LIMIT, input_size=16)
     space = get_space("shufflenet", {"layout": "small", **data.space_overrides()})

@@ -5,7 +5,7 @@ Why it exists
 scikit-learn's digits saturates: random architectures of the small ShuffleNet layout all reach 99-100 %, so two
 training seeds of the same architectures do not even agree on their order (Kendall tau -0.51 on 8 of them).
 A ranking check needs a task on which architectures differ by more than their seed noise. This one is generated
-here, from a fixed seed, in a few seconds, with no download and no file shipped.
+here, from a fixed seed, in under a second, with no download and no file shipped.
 
 How it is made (``GENERATOR_VERSION`` 2)
 ----------------------------------------
