@@ -127,6 +127,11 @@ def verdict(tau: Correlation, ceiling: Correlation | None) -> tuple[str, str]:
             f"even two standalone seeds do not agree on the order (tau {ceiling.text()}): on this task the "
             "architectures cannot be told apart, so no ranking of them means anything."
         )
+    if tau.high < 0:
+        return "not trusted", (
+            f"the supernet's order runs against standalone training's (tau {tau.text()}, interval below 0): "
+            "the winner was not chosen for its accuracy."
+        )
     return "not trusted", (
         f"the supernet's order cannot be told from chance (tau {tau.text()}, interval includes 0): "
         "the winner was not chosen for its accuracy."

@@ -59,6 +59,14 @@ def test_verdicts(tau: Correlation, ceiling: Correlation, expected: str) -> None
     assert label == expected and reason
 
 
+def test_an_order_reversed_beyond_chance_is_not_said_to_include_zero() -> None:
+    """Seen on a default run's quick check: 4 architectures in exactly the reverse order give tau -1 [-1, -1]."""
+    label, reason = verdict(Correlation(-1.0, -1.0, -1.0, 4), None)
+    assert label == "not trusted" and "interval below 0" in reason and "includes 0" not in reason
+    label, reason = verdict(Correlation(-0.2, -0.8, 0.4, 8), None)
+    assert label == "not trusted" and "interval includes 0" in reason
+
+
 def _record(trial: int, accuracy: float) -> CandidateRecord:
     return CandidateRecord.from_dict({"trial": trial, "arch_id": f"a{trial}", "arch": {}, "accuracy": accuracy, "status": "COMPLETE"})
 
