@@ -74,6 +74,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _parity_bound(check: Mapping[str, Any]) -> Any:
+    """What the ONNX check allowed: its scaled ``tolerance``; records written before it existed have ``atol`` only."""
+    return check.get("tolerance", check.get("atol"))
+
+
 def deploy_lines(run_info: Mapping[str, Any]) -> list[Block]:
     """Where the winner's checked bundle is, or how to make it."""
     export = _mapping(run_info.get("export"))
@@ -82,7 +87,7 @@ def deploy_lines(run_info: Mapping[str, Any]) -> list[Block]:
         verdict = "passed" if check.get("passed") else "FAILED"
         items = [
             f"ONNX file: {export.get('onnx')} (ONNX Runtime check {verdict}: outputs within "
-            f"{_cell(check.get('tolerance', check.get('atol')))} of PyTorch on {check.get('batch_size')} validation images)",
+            f"{_cell(_parity_bound(check))} of PyTorch on {check.get('batch_size')} validation images)",
             f"bundle record: {export.get('bundle_json', '?')} (input size, mean/std, class names, architecture, "
             "space and layout; the same as ONNX metadata)",
             f"architecture: {export.get('arch_json', '?')} ('nas profile --arch FILE' rebuilds it)",
@@ -215,7 +220,7 @@ def export_section(export: Mapping[str, Any]) -> list[Block]:
         items.append(
             f"ONNX Runtime check {verdict}: max |ONNX - PyTorch| = {_cell(check.get('max_abs_diff'))} on "
             f"{check.get('batch_size')} samples, {_cell(check.get('max_abs_diff_batch1'))} at batch 1 "
-            f"(allowed {_cell(check.get('tolerance', check.get('atol')))})"
+            f"(allowed {_cell(_parity_bound(check))})"
         )
         if check.get("accuracy_torch") is not None:
             items.append(
